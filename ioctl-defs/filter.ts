@@ -5,7 +5,7 @@
  * standalone: BDEVFILTER_* issued on /dev/bdevfilter, the device named by a
  * user pointer to its path.
  */
-import { cstring, pointer, struct, u32, u64 } from './layout';
+import { cstring, pointer, struct, u32 } from './layout';
 import { ioctl } from './ioc';
 
 /** Both transports carry the filter name in a 32-byte NUL-padded array. */
@@ -53,16 +53,3 @@ export const bdevfilter_ctl = struct<BdevfilterCtl>('bdevfilter_ctl', [
 export const BDEVFILTER_ATTACH = ioctl('BDEVFILTER_ATTACH', 'readwrite', 'F', 140, bdevfilter_name);
 export const BDEVFILTER_DETACH = ioctl('BDEVFILTER_DETACH', 'readwrite', 'F', 141, bdevfilter_name);
 export const BDEVFILTER_CTL = ioctl('BDEVFILTER_CTL', 'readwrite', 'F', 142, bdevfilter_ctl);
-
-/**
- * Generic block ioctls from <linux/fs.h> that the transport tests and the
- * device helpers use (size of a device, logical sector size).
- */
-export interface U64Value { value: bigint }
-export const u64_value = struct<U64Value>('blk_u64', [['value', u64]], { size: 8 });
-export interface IntValue { value: number }
-export const int_value = struct<IntValue>('blk_int', [['value', u32]], { size: 4 });
-/** BLKGETSIZE64 = _IOR(0x12, 114, size_t). */
-export const BLKGETSIZE64 = ioctl('BLKGETSIZE64', 'read', 0x12, 114, u64_value);
-/** BLKSSZGET = _IO(0x12, 104): no size in the number, writes an int. */
-export const BLKSSZGET = ioctl('BLKSSZGET', 'none', 0x12, 104, int_value, 0);

@@ -10,6 +10,7 @@ export * from './layout';
 export * from './ioc';
 export * from './filter';
 export * from './blksnap';
+export * from './linux';
 
 export type FlavourName = 'upstream' | 'standalone';
 

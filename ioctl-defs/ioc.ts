@@ -37,8 +37,9 @@ export interface IoctlDef {
 }
 
 /**
- * `sizeInNumber` is for the old block ioctls declared with `_IO()` (size 0 in
- * the number) that still read or write an argument.
+ * `sizeInNumber` is for requests whose number does not carry the argument's
+ * size: the old block ioctls declared with `_IO()` (size 0) that still read or
+ * write an argument, and FS_IOC_*FLAGS (declared with `long`, pass an `int`).
  */
 export function ioctl(name: string, dir: IocDirection, type: number | string, nr: number, arg: StructDef<any>, sizeInNumber = arg.size): IoctlDef {
   const t = typeof type === 'string' ? type.charCodeAt(0) : type;

@@ -115,7 +115,9 @@ function writeField(buf: Buffer, f: FieldDef, at: number, v: unknown, structName
     case 'pointer': {
       const kind: IntKind = t.kind === 'pointer' ? 'u64' : t.int;
       if (kind === 'u64' || kind === 's64') {
-        if (typeof v !== 'bigint' && typeof v !== 'number') throw new LayoutError(`${where}: expected a bigint, got ${typeof v}`);
+        if (typeof v !== 'bigint' && !(typeof v === 'number' && Number.isSafeInteger(v))) {
+          throw new LayoutError(`${where}: expected a bigint or a safe integer, got ${typeof v === 'number' ? v : typeof v}`);
+        }
         const big = BigInt(v);
         if (kind === 'u64') {
           if (big < 0n || big > 0xffff_ffff_ffff_ffffn) throw new LayoutError(`${where}: ${big} does not fit in u64`);
@@ -153,6 +155,7 @@ function writeField(buf: Buffer, f: FieldDef, at: number, v: unknown, structName
       return;
     }
     case 'struct':
+      if (typeof v !== 'object' || v === null || v instanceof Uint8Array) throw new LayoutError(`${where}: expected the fields of struct ${t.struct.name}`);
       t.struct.encodeInto(buf, v as object, o);
       return;
   }

@@ -42,11 +42,13 @@ export function errnoName(num: number): string {
   return ERRNO_BY_NUMBER.get(Math.abs(num)) ?? `E${Math.abs(num)}`;
 }
 
-/** 2 for `ENOENT`; throws for a name the platform does not know. */
+/** 2 for `ENOENT`, 123 for `E123` (the form errnoName gives unnamed numbers); throws for anything else. */
 export function errnoNumber(name: string): number {
   const n = (osConstants.errno as Record<string, number>)[name];
-  if (n === undefined) throw new Error(`unknown errno name ${name}`);
-  return n;
+  if (n !== undefined) return n;
+  const m = /^E(\d+)$/.exec(name);
+  if (m) return Number(m[1]);
+  throw new Error(`unknown errno name ${name}`);
 }
 
 const STRERROR: Record<string, string> = {
