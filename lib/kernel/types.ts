@@ -110,7 +110,11 @@ export interface DeviceClient {
   markDirty(ranges: SectorRange[]): Promise<void>;
   /** Refuses to add after TAKE (§7) and a device holding the snapshot's difference storage. */
   addToSnapshot(id: SnapshotId): Promise<void>;
-  /** SNAPSHOTINFO with a zeroed buffer; NotFoundError when the device is in no snapshot. */
+  /**
+   * SNAPSHOTINFO with a zeroed buffer. NotFoundError when no filter is
+   * attached (so the device is in no snapshot); an attached device that is in
+   * no snapshot, or in one not yet taken, answers errorCode 0 and imageName ''.
+   */
   snapshotInfo(): Promise<SnapshotInfo>;
 }
 
@@ -149,6 +153,11 @@ export interface Kernel {
   readonly kind: 'kernel' | 'sim';
   readonly flavour: FlavourName;
   readonly controlDevicePath: string;
+  /**
+   * Directory of this tool's snapshot records ($BLKSNAP_RUN_DIR, default
+   * /run/blksnap; sim: <simDir>/run). Optional so test doubles need not set it.
+   */
+  readonly recordsDir?: string;
   control(): ControlClient;
   /** `path` must already be canonical (see resolveDevice). */
   device(path: string): DeviceClient;
