@@ -13,7 +13,7 @@ import * as crypto from 'crypto';
 import { InterruptedError } from '../errors';
 import type { ImageReader } from '../kernel/types';
 import { blockLength } from './format';
-import { digestAsync, isAllZero, zeroDigest, zeros } from './hash';
+import { digestAsync, digestSync, isAllZero, zeroDigest, zeros } from './hash';
 
 export const DEFAULT_CHUNK_SIZE = 8 << 20;
 export const DEFAULT_DEPTH = 4;
@@ -135,7 +135,7 @@ export async function copyBlocks(options: CopyOptions): Promise<CopyStats> {
           hashes.push(zeroDigest(len));
         } else {
           if (groupStart < 0) groupStart = at;
-          hashes.push(digestAsync(bytes));
+          hashes.push(digestSync(bytes));
         }
         blocks.push({ block: b, length: len, zero });
         at += len;

@@ -354,6 +354,9 @@ export class PointWriter {
   private failure: unknown = null;
   private finished = false;
   private published = false;
+  private unsynced = 0;
+  /** Bytes written between fdatasync calls while copying (0: only at the commit). */
+  syncEvery = 256 << 20;
   private manifest: Manifest | null = null;
   readonly summary: PointSummary = { blocks: 0, zeroBlocks: 0, coveredBytes: 0, dataBytes: 0 };
 
@@ -393,6 +396,13 @@ export class PointWriter {
         const { bytesWritten } = await this.data.write(buf, done, buf.length - done, position + done);
         if (bytesWritten <= 0) throw new Error(`${path.join(this.tempDir, DATA_FILE)}: write returned ${bytesWritten}`);
         done += bytesWritten;
+      }
+      // Flush as we go: a multi-GiB backlog of dirty pages flushed at the
+      // commit would stall the end of the backup and crowd out the reads.
+      this.unsynced += buf.length;
+      if (this.syncEvery > 0 && this.unsynced >= this.syncEvery) {
+        this.unsynced = 0;
+        await this.data.datasync();
       }
     });
     this.dataChain = p.catch((err) => {

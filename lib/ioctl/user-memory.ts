@@ -1,6 +1,13 @@
-import { address } from './native';
 import { SyscallError } from '../errors';
 import type { UserMemory } from './types';
+
+// koffi is loaded on the first pin only: requests without user pointers (and
+// start-up on the simulated kernel) do not pay for loading the native module.
+let native: typeof import('./native') | undefined;
+function address(b: Buffer): bigint {
+  native ??= require('./native') as typeof import('./native');
+  return native.address(b);
+}
 
 interface Region { start: bigint; end: bigint; buf: Buffer }
 

@@ -775,20 +775,27 @@ class BlksnapDevice implements DeviceClient {
     // The module's answer to bad ranges is worse than an error: {0,0}
     // marks the whole live map and a range straddling the end marks the
     // last block before EINVAL (§7). So nothing is sent until every range
-    // is known to be inside the device.
-    const cbt = await this.cbtInfo();
-    const capacitySectors = cbt.capacity / BigInt(abi.SECTOR_SIZE);
+    // is known to be inside the device: first the checks that need no
+    // kernel, then the device size, then the tracker's own capacity (the
+    // bound the module applies; it differs after a resize until the next take).
+    const bad = (r: SectorRange | undefined, why: string, capacity?: bigint): UsageError =>
+      new UsageError(`${dev}: invalid sector range ${String(r?.offset)}:${String(r?.count)} (${why})`, {
+        path: dev,
+        hint: `ranges are START:COUNT in 512-byte sectors${capacity !== undefined ? ` inside 0..${capacity}` : ''}`,
+      });
     for (const r of ranges) {
-      const bad = (why: string): UsageError =>
-        new UsageError(`${dev}: invalid sector range ${String(r?.offset)}:${String(r?.count)} (${why})`, {
-          path: dev,
-          hint: `ranges are START:COUNT in 512-byte sectors inside 0..${capacitySectors}`,
-        });
-      if (!r || typeof r.offset !== 'bigint' || typeof r.count !== 'bigint') throw bad('offset and count must be integers');
-      if (r.offset < 0n) throw bad('negative offset');
-      if (r.count <= 0n) throw bad('count must be greater than 0');
-      if (r.offset + r.count > capacitySectors) throw bad(`past the end of the device (${capacitySectors} sectors)`);
+      if (!r || typeof r.offset !== 'bigint' || typeof r.count !== 'bigint') throw bad(r, 'offset and count must be integers');
+      if (r.offset < 0n) throw bad(r, 'negative offset');
+      if (r.count <= 0n) throw bad(r, 'count must be greater than 0');
     }
+    const sectorSize = BigInt(abi.SECTOR_SIZE);
+    const checkInside = (capacitySectors: bigint): void => {
+      for (const r of ranges) {
+        if (r.offset + r.count > capacitySectors) throw bad(r, `past the end of the device (${capacitySectors} sectors)`, capacitySectors);
+      }
+    };
+    if (identity.size > 0n) checkInside(identity.size / sectorSize);
+    checkInside((await this.cbtInfo()).capacity / sectorSize);
     for (let i = 0; i < ranges.length; i += CBTDIRTY_BATCH) {
       const batch = ranges.slice(i, i + CBTDIRTY_BATCH);
       const sectors = abi.encodeArray(abi.blksnap_sectors, batch.map((r) => ({ offset: r.offset, count: r.count })));

@@ -97,3 +97,31 @@ export function patternBytes(length: number, seed: number): Buffer {
   }
   return buf.subarray(0, length);
 }
+
+/** First differing byte offset of two files (streamed, any size), -1 when equal; a size difference counts at the shorter length. */
+export function firstFileDifference(a: string, b: string): number {
+  const fs = require('fs') as typeof import('fs');
+  const [sa, sb] = [fs.statSync(a).size, fs.statSync(b).size];
+  const fa = fs.openSync(a, 'r');
+  const fb = fs.openSync(b, 'r');
+  try {
+    const piece = 4 * 1024 * 1024;
+    const ba = Buffer.alloc(piece);
+    const bb = Buffer.alloc(piece);
+    for (let pos = 0; pos < Math.min(sa, sb); pos += piece) {
+      const na = fs.readSync(fa, ba, 0, piece, pos);
+      const nb = fs.readSync(fb, bb, 0, piece, pos);
+      const i = firstDifference(ba.subarray(0, na), bb.subarray(0, nb));
+      if (i >= 0) return pos + i;
+    }
+    return sa === sb ? -1 : Math.min(sa, sb);
+  } finally {
+    fs.closeSync(fa);
+    fs.closeSync(fb);
+  }
+}
+
+export function sameFiles(actual: string, expected: string, what: string): void {
+  const i = firstFileDifference(actual, expected);
+  if (i >= 0) fail(`${what}: ${actual} and ${expected} differ first at byte ${i} (sizes ${require('fs').statSync(actual).size} and ${require('fs').statSync(expected).size})`);
+}

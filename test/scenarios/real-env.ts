@@ -221,7 +221,6 @@ export class RealEnvironment extends BaseEnvironment implements Environment {
     try {
       await this.stopBackground();
       for (const mnt of [...this.mounts].reverse()) {
-        await this.run(['fsfreeze', '-u', mnt]);
         const u = await this.run(['umount', mnt]);
         if (u.code !== 0) await this.run(['umount', '-l', mnt]);
       }

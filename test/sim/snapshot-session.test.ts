@@ -215,7 +215,7 @@ describe.each(['upstream', 'standalone'] as const)('snapshot session (%s sim)', 
     records.write(gone);
     // A snapshot created by a child process that is then killed.
     const orphanDevice = await fx.makeDevice(4 * MiB);
-    const orphanId = await createInChildAndKill(fx, orphanDevice);
+    const orphanId = await createInChild(fx, orphanDevice);
     expect(await collect()).toContain(orphanId);
     const listed = await listSnapshots(fx.kernel);
     expect(listed.find((l) => l.id.toString() === orphanId)).toMatchObject({ orphaned: true, devices: [orphanDevice] });
@@ -230,6 +230,23 @@ describe.each(['upstream', 'standalone'] as const)('snapshot session (%s sim)', 
     // Running it again changes nothing.
     expect(await cleanupSnapshots(fx.kernel)).toEqual({ destroyed: [], staleRecords: [], kept: result.kept });
   });
+
+  test('cleanup leaves alone a snapshot handed to the user (keep) whose creator exited', async () => {
+    const device = await fx.makeDevice(4 * MiB);
+    const id = await createInChild(fx, device, { keep: true, exit: 'normal' });
+    const listed = await listSnapshots(fx.kernel);
+    expect(listed.find((l) => l.id.toString() === id)).toMatchObject({ orphaned: false, devices: [device] });
+    const result = await cleanupSnapshots(fx.kernel);
+    expect(result.destroyed).toEqual([]);
+    expect(result.kept.map((k) => k.id)).toEqual([id]);
+    expect(result.kept[0].reason).toContain('kept on purpose');
+    expect(await collect()).toEqual([id]);
+    // The user ends it from any process; its record goes with it.
+    const control = fx.kernel.control();
+    await control.destroySnapshot(SnapshotId.parse(id));
+    control.close();
+    expect(recordsOf(fx.kernel).list()).toEqual([]);
+  });
 });
 
 async function deadPid(): Promise<number> {
@@ -239,8 +256,11 @@ async function deadPid(): Promise<number> {
   return pid;
 }
 
-/** A child process (TypeScript compiled on the fly by @swc/core) creates a snapshot, prints its id, and is SIGKILLed. */
-async function createInChildAndKill(fx: SimFixture, device: string): Promise<string> {
+/**
+ * A child process (TypeScript compiled on the fly by @swc/core) creates a
+ * snapshot and prints its id; then it is SIGKILLed, or exits normally.
+ */
+async function createInChild(fx: SimFixture, device: string, how: { keep?: boolean; exit?: 'kill' | 'normal' } = {}): Promise<string> {
   const root = path.resolve(__dirname, '../..');
   const script = `
     const fs = require('fs');
@@ -253,12 +273,14 @@ async function createInChildAndKill(fx: SimFixture, device: string): Promise<str
     const { SnapshotSession } = require(${JSON.stringify(path.join(root, 'lib/snapshot/index.ts'))});
     (async () => {
       const kernel = await createKernel({ kernel: 'sim', simDir: ${JSON.stringify(fx.simDir)}, simFlavour: ${JSON.stringify(fx.flavour)} });
-      const s = await SnapshotSession.create(kernel, { devices: [${JSON.stringify(device)}], limitBytes: ${LIMIT}n, diffStorage: ${JSON.stringify(fx.storageDir)}, purpose: 'child' });
+      const s = await SnapshotSession.create(kernel, { devices: [${JSON.stringify(device)}], limitBytes: ${LIMIT}n, diffStorage: ${JSON.stringify(fx.storageDir)}, purpose: 'child', keep: ${!!how.keep} });
       process.stdout.write(s.id.toString() + '\\n');
+      if (${how.exit === 'normal'}) process.exit(0);
       setInterval(() => {}, 1000);
     })().catch((e) => { process.stderr.write(String(e && e.stack || e)); process.exit(1); });
   `;
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BLKSNAP_RUN_DIR: '' } });
+  const exited = new Promise((r) => child.on('close', r));
   let out = '';
   let err = '';
   child.stderr.on('data', (c) => { err += c; });
@@ -267,10 +289,10 @@ async function createInChildAndKill(fx: SimFixture, device: string): Promise<str
       out += c;
       if (out.includes('\n')) resolve(out.trim());
     });
-    child.on('exit', (code) => reject(new Error(`child exited ${code}: ${err}`)));
+    // 'close' comes after stdout is drained, so a child that printed its id and exited has resolved first.
+    child.on('close', (code) => reject(new Error(`child exited ${code} before printing an id: ${err}`)));
   });
-  const exited = new Promise((r) => child.on('exit', r));
-  child.kill('SIGKILL');
+  if (how.exit !== 'normal') child.kill('SIGKILL');
   await exited;
   expect(SnapshotId.isValid(id)).toBe(true);
   return id;

@@ -258,6 +258,23 @@ describe.each(['upstream', 'standalone'] as const)('%s flavour', (flavour) => {
     expect(got.map((g) => g.bytes)).toEqual(ids);
   });
 
+  test('collect when a snapshot disappears between the two calls returns what the kernel filled', async () => {
+    const ids = [Buffer.alloc(16, 7), Buffer.alloc(16, 8)];
+    let present = 2;
+    const { kernel } = setup(flavour, (call) => {
+      const ptr = call.arg.readBigUInt64LE(8);
+      if (ptr === 0n) {
+        call.arg.writeUInt32LE(present, 0);
+        present = 1; // destroyed right after the probe
+        return;
+      }
+      call.mem.write(ptr, Buffer.concat(ids.slice(0, present)));
+      call.arg.writeUInt32LE(present, 0);
+    });
+    const got = await kernel.control().collectSnapshots();
+    expect(got.map((g) => g.bytes)).toEqual([ids[0]]);
+  });
+
   test('collect with no snapshots sends only the probe', async () => {
     const { kernel, transport } = setup(flavour, (call) => { call.arg.writeUInt32LE(0, 0); });
     await expect(kernel.control().collectSnapshots()).resolves.toEqual([]);
@@ -265,19 +282,21 @@ describe.each(['upstream', 'standalone'] as const)('%s flavour', (flavour) => {
   });
 
   test.each([
-    ['{0,0}', [{ offset: 0n, count: 0n }]],
-    ['zero count', [{ offset: 100n, count: 0n }]],
-    ['negative offset', [{ offset: -1n, count: 1n }]],
-    ['straddling the end', [{ offset: (1n << 21n) - 1n, count: 2n }]],
-    ['past the end', [{ offset: 1n << 21n, count: 1n }]],
-    ['a bad range after a good one', [{ offset: 0n, count: 8n }, { offset: 0n, count: 0n }]],
-    ['no ranges', []],
-  ])('markDirty refuses %s before sending CBTDIRTY', async (_name, ranges) => {
+    ['{0,0}', [{ offset: 0n, count: 0n }], 'no request at all'],
+    ['zero count', [{ offset: 100n, count: 0n }], 'no request at all'],
+    ['negative offset', [{ offset: -1n, count: 1n }], 'no request at all'],
+    ['a bad range after a good one', [{ offset: 0n, count: 8n }, { offset: 0n, count: 0n }], 'no request at all'],
+    ['no ranges', [], 'no request at all'],
+    ['straddling the end', [{ offset: (1n << 21n) - 1n, count: 2n }], 'no request at all'],
+    ['past the end', [{ offset: 1n << 21n, count: 1n }], 'no request at all'],
+    ['past the tracker capacity (device grown since)', [{ offset: 1n << 20n, count: 1n }], 'only CBTINFO'],
+  ])('markDirty refuses %s before sending CBTDIRTY (%#)', async (_name, ranges, sent) => {
     const { kernel, transport } = setup(flavour, (call) => {
-      if (call.cmd === 'CBTINFO') return answerCbtInfo(call, 1n << 30n, 65536, 16384);
+      if (call.cmd === 'CBTINFO') return answerCbtInfo(call, 1n << 29n, 65536, 8192); // tracker: 512 MiB, device 1 GiB
     });
     await expect(kernel.device(DEV).markDirty(ranges as never)).rejects.toThrow(UsageError);
     expect(transport.calls.filter((c) => c.cmd === 'CBTDIRTY')).toHaveLength(0);
+    expect(transport.calls.map((c) => c.cmd)).toEqual(sent === 'only CBTINFO' ? ['CBTINFO'] : []);
   });
 
   test('markDirty sends the ranges as blksnap_sectors behind dirty_sectors', async () => {
@@ -386,7 +405,7 @@ describe.each(['upstream', 'standalone'] as const)('%s flavour', (flavour) => {
         if (ptr !== 0n) call.mem.write(ptr, ID.bytes);
       }
     });
-    kernel.records.write({ id: ID.toString(), pid: 1, pidStartTime: null, host: os.hostname(), startedAt: '', devices: [DEV], images: {}, diffStorage: '/x', diffStorageDevice: null, diffStorageKind: 'directory', takenAt: null, purpose: 'test' });
+    kernel.records.write({ id: ID.toString(), pid: 1, pidStartTime: null, host: os.hostname(), startedAt: '', devices: [DEV], images: {}, diffStorage: '/x', diffStorageDevice: null, diffStorageKind: 'directory', takenAt: null, purpose: 'test', keep: false });
     await expect(kernel.device(DEV).detach()).rejects.toThrow(/in snapshot 00112233/);
     expect(transport.calls.filter((c) => c.request === abi.flavours[flavour].detach)).toHaveLength(0);
   });
@@ -505,6 +524,24 @@ describe('upstream filter transport on a kernel without filter support', () => {
   test('CTL EINVAL with the module present means another filter', async () => {
     const { kernel } = setup('upstream', (call) => errno('EINVAL', call));
     await expect(kernel.device(DEV).cbtInfo()).rejects.toThrow(/another block device filter/);
+  });
+});
+
+describe('standalone module half loaded', () => {
+  test('control device missing but /dev/bdevfilter present: the message names only what is missing', async () => {
+    const { kernel, transport } = setup('standalone', () => 0);
+    transport.existing.delete('/dev/veeamblksnap');
+    const err = await kernel.control().version().catch((e) => e);
+    expect(err).toBeInstanceOf(ModuleMissingError);
+    expect(err.message).toBe('blksnap kernel module is not loaded (/dev/veeamblksnap does not exist)');
+  });
+
+  test('/dev/bdevfilter missing: filter requests say the module is not loaded', async () => {
+    const { kernel, transport } = setup('standalone', () => 0);
+    transport.existing.delete('/dev/bdevfilter');
+    const err = await kernel.device(DEV).attach().catch((e) => e);
+    expect(err).toBeInstanceOf(ModuleMissingError);
+    expect(err.message).toBe('blksnap kernel module is not loaded (/dev/bdevfilter does not exist)');
   });
 });
 

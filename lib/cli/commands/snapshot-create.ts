@@ -53,6 +53,11 @@ export async function createSnapshot(
     limitBytes,
     noTake: options.noTake,
     purpose: options.purpose,
+    // The snapshot is handed to the user and outlives this process: its
+    // record is marked kept once create (and take) succeeded, so `cleanup`
+    // leaves it alone; a process killed before that point leaves a record
+    // that cleanup does remove.
+    keep: true,
   };
   const session = await SnapshotSession.create(await ctx.kernel(), createOptions);
   if (session.diffStorage.source !== 'given') ctx.out.info(session.diffStorage.reason);

@@ -233,7 +233,6 @@ export class SimStore {
   readonly imageDir: string;
   readonly runDir: string;
   private readonly lock: DirLock;
-  private cached: { key: string; state: SimState } | null = null;
 
   constructor(readonly dir: string) {
     this.statePath = path.join(dir, 'state.json');
@@ -252,17 +251,12 @@ export class SimStore {
     return path.join(this.dataDir, name);
   }
 
-  /** The state as last committed, without the lock (whole files only, thanks to rename). */
+  /**
+   * The state as last committed, read without the lock (whole files only,
+   * thanks to rename). Not cached: an inode number can be reused by the next
+   * rename within one clock tick, so no stat key proves the file unchanged.
+   */
   readState(): SimState {
-    let st: fs.BigIntStats;
-    try {
-      st = fs.statSync(this.statePath, { bigint: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
-      throw err;
-    }
-    const key = `${st.ino}:${st.mtimeNs}:${st.size}`;
-    if (this.cached && this.cached.key === key) return this.cached.state;
     let text: string;
     try {
       text = fs.readFileSync(this.statePath, 'utf8');
@@ -270,9 +264,7 @@ export class SimStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
       throw err;
     }
-    const state = JSON.parse(text) as SimState;
-    this.cached = { key, state };
-    return state;
+    return JSON.parse(text) as SimState;
   }
 
   /**
@@ -285,8 +277,7 @@ export class SimStore {
     this.ensureDirs();
     this.lock.acquire();
     try {
-      this.cached = null;
-      const state = structuredClone(this.readState());
+      const state = this.readState();
       const tx = new Transaction(this, state);
       let result: T;
       try {
@@ -299,7 +290,6 @@ export class SimStore {
       tx.commit();
       return result;
     } finally {
-      this.cached = null;
       this.lock.release();
     }
   }
