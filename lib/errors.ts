@@ -33,9 +33,14 @@ export interface ErrorDetails {
   cause?: unknown;
 }
 
-const ERRNO_BY_NUMBER = new Map<number, string>(
-  Object.entries(osConstants.errno).map(([name, num]) => [num as number, name]),
-);
+// Linux errnos the kernel answers here that Node's table leaves out
+// (standalone ATTACH of a path that is not a block device answers ENOTBLK, §7).
+const LINUX_ERRNO_EXTRA: Record<string, number> = { ENOTBLK: 15 };
+
+const ERRNO_BY_NUMBER = new Map<number, string>([
+  ...Object.entries(LINUX_ERRNO_EXTRA).map(([name, num]): [number, string] => [num, name]),
+  ...Object.entries(osConstants.errno).map(([name, num]): [number, string] => [num as number, name]),
+]);
 
 /** `ENOENT` for 2; `E<n>` for numbers this platform does not name. */
 export function errnoName(num: number): string {
@@ -44,7 +49,7 @@ export function errnoName(num: number): string {
 
 /** 2 for `ENOENT`, 123 for `E123` (the form errnoName gives unnamed numbers); throws for anything else. */
 export function errnoNumber(name: string): number {
-  const n = (osConstants.errno as Record<string, number>)[name];
+  const n = (osConstants.errno as Record<string, number>)[name] ?? LINUX_ERRNO_EXTRA[name];
   if (n !== undefined) return n;
   const m = /^E(\d+)$/.exec(name);
   if (m) return Number(m[1]);

@@ -5,22 +5,23 @@
  * Throughput and memory: reads are large (chunkSize, default 8 MiB) and
  * sequential within each run; `depth` buffers (default 4) rotate so that
  * up to depth−1 reads are in flight while the previous chunk is written and
- * hashed (writes are queued in order by the PointWriter; digests run in the
- * thread pool). Memory is depth × chunkSize plus the index buffer, whatever
- * the device size. All-zero blocks are recorded with a flag and not written.
+ * hashed (writes are queued in order by the PointWriter and run in the
+ * thread pool; digests run on the JavaScript thread meanwhile, see hash.ts).
+ * Memory is depth × chunkSize plus the index buffer, whatever the device
+ * size. All-zero blocks are recorded with a flag and not written.
  */
 import * as crypto from 'crypto';
 import { InterruptedError } from '../errors';
 import type { ImageReader } from '../kernel/types';
 import { blockLength } from './format';
-import { digestAsync, digestSync, isAllZero, zeroDigest, zeros } from './hash';
+import { digestSync, isAllZero, zeroDigest, zeros } from './hash';
 
 export const DEFAULT_CHUNK_SIZE = 8 << 20;
 export const DEFAULT_DEPTH = 4;
 
 /** Where copied blocks go (PointWriter implements it). */
 export interface BlockSink {
-  appendData(buf: Uint8Array): Promise<void>;
+  appendData(buf: Uint8Array, alignedMemory?: boolean): Promise<void>;
   addBlock(block: number, length: number, zero: boolean, checksum: Uint8Array): void;
   drain(): Promise<void>;
 }
@@ -43,7 +44,7 @@ export interface CopyOptions {
   depth?: number;
   signal?: AbortSignal;
   onProgress?: (p: CopyProgress) => void;
-  /** Allocates a read buffer (e.g. an aligned one for an O_DIRECT reader). */
+  /** Allocates a read buffer (default: page-aligned buffers for an O_DIRECT reader, see alignedBuffers). */
   allocate?: (size: number) => Buffer;
 }
 
@@ -81,6 +82,25 @@ function* chunks(runs: ArrayLike<number>, blockSize: number, capacity: number, c
   }
 }
 
+const WASM_PAGE = 65536;
+// The WebAssembly global, typed here (the project's TypeScript lib has no DOM/wasm declarations).
+const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory;
+
+/**
+ * `count` buffers of `size` bytes whose addresses are page-aligned, for
+ * O_DIRECT reads (the kernel wants the user buffer aligned to the logical
+ * block size, up to 4096). Node cannot allocate aligned memory, but a
+ * WebAssembly memory is its own page-aligned mapping; slices at multiples of
+ * 64 KiB stay aligned. Returns null when `alignment` is beyond what a page
+ * guarantees.
+ */
+export function alignedBuffers(count: number, size: number, alignment: number): Buffer[] | null {
+  if (alignment > 4096 || (alignment & (alignment - 1)) !== 0) return null;
+  const stride = Math.ceil(size / WASM_PAGE) * WASM_PAGE;
+  const memory = new WasmMemory({ initial: (stride * count) / WASM_PAGE });
+  return Array.from({ length: count }, (_, i) => Buffer.from(memory.buffer, i * stride, size));
+}
+
 function abortReason(signal: AbortSignal): Error {
   const r = signal.reason as unknown;
   return r instanceof Error ? r : new InterruptedError('SIGINT');
@@ -96,11 +116,15 @@ export async function copyBlocks(options: CopyOptions): Promise<CopyStats> {
   const wholeBlocks = blockSize <= chunkSize;
   const chunkBytes = wholeBlocks ? Math.floor(chunkSize / blockSize) * blockSize : chunkSize;
   const bytesTotal = runsBytes(runs, blockSize, capacity);
-  const allocate = options.allocate ?? ((n: number) => Buffer.allocUnsafeSlow(n));
   // Small copies (a few changed blocks) need no full-size buffers.
   const bufferBytes = Math.min(chunkBytes, Math.max(bytesTotal, 1));
-  const buffers = Array.from({ length: depth }, () => allocate(bufferBytes));
-  const slotFree: Promise<unknown>[] = buffers.map(() => Promise.resolve());
+  let buffers: Buffer[] | null = null;
+  if (options.allocate) buffers = Array.from({ length: depth }, () => (options.allocate as (n: number) => Buffer)(bufferBytes));
+  else if (reader.direct) buffers = alignedBuffers(depth, bufferBytes, reader.alignment ?? 512);
+  // Whether the slot buffers are page-aligned (then block-aligned slices of them may be written with O_DIRECT).
+  const alignedMemory = buffers !== null && !options.allocate && blockSize % 4096 === 0;
+  const slots: Buffer[] = buffers ?? Array.from({ length: depth }, () => Buffer.allocUnsafeSlow(bufferBytes));
+  const slotFree: Promise<unknown>[] = slots.map(() => Promise.resolve());
   let recordChain: Promise<void> = Promise.resolve();
   const stats: CopyStats = { bytesRead: 0, blocks: 0, zeroBlocks: 0, bytesWritten: 0 };
 
@@ -121,7 +145,7 @@ export async function copyBlocks(options: CopyOptions): Promise<CopyStats> {
     const data = buf.subarray(0, job.length);
     if (wholeBlocks) {
       const first = job.offset / blockSize;
-      const hashes: (Promise<Buffer> | Buffer)[] = [];
+      const hashes: Buffer[] = [];
       const blocks: { block: number; length: number; zero: boolean }[] = [];
       let groupStart = -1;
       let at = 0;
@@ -130,7 +154,7 @@ export async function copyBlocks(options: CopyOptions): Promise<CopyStats> {
         const bytes = data.subarray(at, at + len);
         const zero = isAllZero(bytes);
         if (zero) {
-          if (groupStart >= 0) writes.push(sink.appendData(data.subarray(groupStart, at)));
+          if (groupStart >= 0) writes.push(sink.appendData(data.subarray(groupStart, at), alignedMemory));
           groupStart = -1;
           hashes.push(zeroDigest(len));
         } else {
@@ -140,7 +164,7 @@ export async function copyBlocks(options: CopyOptions): Promise<CopyStats> {
         blocks.push({ block: b, length: len, zero });
         at += len;
       }
-      if (groupStart >= 0) writes.push(sink.appendData(data.subarray(groupStart, at)));
+      if (groupStart >= 0) writes.push(sink.appendData(data.subarray(groupStart, at), alignedMemory));
       const hashed = Promise.all(hashes);
       recordChain = chainRecords(async () => {
         const digests = await hashed;
@@ -168,7 +192,7 @@ export async function copyBlocks(options: CopyOptions): Promise<CopyStats> {
         state.pendingZero -= n;
       }
       state.zeroSoFar = false;
-      writes.push(sink.appendData(data));
+      writes.push(sink.appendData(data, alignedMemory));
     }
     state.hash.update(data);
     const blockEnd = Math.min((block + 1) * blockSize, capacity);
@@ -197,7 +221,7 @@ export async function copyBlocks(options: CopyOptions): Promise<CopyStats> {
     const slot = issued++ % depth;
     const read = slotFree[slot].then(() => {
       if (failure) throw failure;
-      return reader.read(buffers[slot], job.length, BigInt(job.offset));
+      return reader.read(slots[slot], job.length, BigInt(job.offset));
     });
     read.catch(() => undefined); // observed when dequeued; never unhandled
     queue.push({ job, slot, read });
@@ -212,7 +236,7 @@ export async function copyBlocks(options: CopyOptions): Promise<CopyStats> {
       const head = queue.shift() as (typeof queue)[number];
       await head.read;
       stats.bytesRead += head.job.length;
-      const done = processChunk(head.job, buffers[head.slot]);
+      const done = processChunk(head.job, slots[head.slot]);
       done.catch((err) => {
         failure ??= err;
       });

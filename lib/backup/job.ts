@@ -14,7 +14,7 @@ import {
   BlksnapError, IncrementalImpossibleError, InterruptedError, SnapshotOverflowError, UsageError,
 } from '../errors';
 import { scanChangedRuns } from '../cbt';
-import type { CbtInfo, DeviceIdentity, ImageReader, Kernel, SnapshotEvent } from '../kernel/types';
+import type { CbtInfo, DeviceIdentity, Kernel, SnapshotEvent } from '../kernel/types';
 import { cleanupSnapshots } from '../snapshot/cleanup';
 import { SnapshotSession } from '../snapshot/session';
 import { copyBlocks, runsBytes } from './copy';
@@ -255,9 +255,8 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
           blockSize: w.cbt.blockSize,
           capacity: Number(w.cbt.capacity),
           chunkSize: options.chunkSize,
-          depth: readerDepth(reader, options.depth),
+          depth: options.depth,
           signal,
-          allocate: alignedAllocator(reader),
           onProgress: (p) => emit({ type: 'progress', device: w.identity.path, bytesRead: p.bytesRead, bytesTotal: p.bytesTotal }),
         });
       } catch (err) {
@@ -422,21 +421,4 @@ async function checkFreezeTargets(mountpoints: readonly string[], mustStayWritab
       throw new UsageError(`--freeze ${mp}: ${clash} is on that filesystem; freezing it would hang the backup`, { path: mp, hint: 'put the repository and the difference storage on another filesystem' });
     }
   }
-}
-
-/** An aligned-buffer allocator when the reader offers one (O_DIRECT reads then need no bounce copy). */
-function alignedAllocator(reader: ImageReader): ((n: number) => Buffer) | undefined {
-  const r = reader as ImageReader & { allocate?: (size: number) => Buffer };
-  return typeof r.allocate === 'function' ? (n) => (r.allocate as (size: number) => Buffer)(n) : undefined;
-}
-
-/**
- * Rotation depth for a reader. A direct reader that cannot hand out aligned
- * buffers bounces unaligned reads through one internal buffer, which is not
- * safe with concurrent reads: read one chunk at a time then.
- */
-function readerDepth(reader: ImageReader, depth?: number): number | undefined {
-  const r = reader as ImageReader & { allocate?: unknown };
-  if (reader.direct && typeof r.allocate !== 'function') return 2;
-  return depth;
 }

@@ -334,6 +334,8 @@ export type PointMeta = Omit<ManifestBody, 'format' | 'version' | 'point' | 'uid
 };
 
 const RECORDS_PER_FLUSH = 16384;
+/** Offset and length granularity for O_DIRECT writes (the largest common logical block size). */
+const DIRECT_ALIGNMENT = 4096;
 
 /**
  * Writes one point: blocks are appended in ascending order, data for
@@ -368,6 +370,7 @@ export class PointWriter {
     private readonly data: fsp.FileHandle,
     private readonly index: fsp.FileHandle,
     private readonly createdDeviceDir: boolean,
+    private readonly directData: fsp.FileHandle | null,
   ) {}
 
   static async create(deviceDir: string, point: number, device: DeviceRef, createdDeviceDir = false): Promise<PointWriter> {
@@ -377,7 +380,9 @@ export class PointWriter {
     const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
     const data = await fsp.open(path.join(tempDir, DATA_FILE), flags, FILE_MODE);
     const index = await fsp.open(path.join(tempDir, INDEX_FILE), flags, FILE_MODE);
-    return new PointWriter(deviceDir, point, device, tempDir, data, index, createdDeviceDir);
+    // A second descriptor with O_DIRECT, where the filesystem supports it (tmpfs does not: EINVAL).
+    const directData = await fsp.open(path.join(tempDir, DATA_FILE), fs.constants.O_WRONLY | fs.constants.O_DIRECT).catch(() => null);
+    return new PointWriter(deviceDir, point, device, tempDir, data, index, createdDeviceDir, directData);
   }
 
   get finalDir(): string {
@@ -389,14 +394,20 @@ export class PointWriter {
     return this.dataPos;
   }
 
-  private queueData(buf: Uint8Array, position: number): Promise<void> {
+  private queueData(buf: Uint8Array, position: number, alignedMemory: boolean): Promise<void> {
     const p = this.dataChain.then(async () => {
+      // Bypass the page cache when the write allows it (a backup would
+      // otherwise fill it with gigabytes nobody reads again); the device's
+      // clipped last block and unaligned buffers go through the cache.
+      const direct = this.directData !== null && alignedMemory && position % DIRECT_ALIGNMENT === 0 && buf.length % DIRECT_ALIGNMENT === 0;
+      const handle = direct ? (this.directData as fsp.FileHandle) : this.data;
       let done = 0;
       while (done < buf.length) {
-        const { bytesWritten } = await this.data.write(buf, done, buf.length - done, position + done);
+        const { bytesWritten } = await handle.write(buf, done, buf.length - done, position + done);
         if (bytesWritten <= 0) throw new Error(`${path.join(this.tempDir, DATA_FILE)}: write returned ${bytesWritten}`);
         done += bytesWritten;
       }
+      if (direct) return;
       // Flush as we go: a multi-GiB backlog of dirty pages flushed at the
       // commit would stall the end of the backup and crowd out the reads.
       this.unsynced += buf.length;
@@ -415,12 +426,14 @@ export class PointWriter {
    * Appends the bytes of one or more consecutive non-zero blocks to the data
    * file. The promise settles when they are written; `buf` must not change
    * until then. Records for these blocks are added with `addBlock`.
+   * `alignedMemory`: `buf` starts at an address aligned for O_DIRECT (then
+   * an aligned position and length are written bypassing the page cache).
    */
-  appendData(buf: Uint8Array): Promise<void> {
+  appendData(buf: Uint8Array, alignedMemory = false): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     const position = this.dataPos;
     this.dataPos += buf.length;
-    return this.queueData(buf, position);
+    return this.queueData(buf, position, alignedMemory);
   }
 
   /**
@@ -486,6 +499,7 @@ export class PointWriter {
     await this.index.truncate(this.indexPos);
     await this.data.truncate(this.dataPos);
     await Promise.all([this.data.sync(), this.index.sync()]);
+    await this.directData?.close();
     await this.data.close();
     await this.index.close();
     this.finished = true;
@@ -554,6 +568,7 @@ export class PointWriter {
       this.finished = true;
       await Promise.allSettled([this.dataChain, this.indexChain]);
       await this.data.close().catch(() => undefined);
+      await this.directData?.close().catch(() => undefined);
       await this.index.close().catch(() => undefined);
     }
     await fsp.rm(this.tempDir, { recursive: true, force: true });

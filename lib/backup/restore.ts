@@ -22,13 +22,21 @@ import { InterruptedError, RepositoryCorruptedError, UsageError } from '../error
 import { FLAG_ZERO, blockLength, corruptedError } from './format';
 import type { IndexRecord, Manifest } from './format';
 import { FILE_MODE, fsyncDir } from './fsutil';
-import { digestAsync, zeros } from './hash';
+import { digestSync, zeros } from './hash';
 import { checkIndex, dataPath, openData, readFully, readIndex } from './point-reader';
 import type { Repository } from './repository';
 import { inspectTarget, refuseIfInUse } from './target';
+import { alignedBuffers } from './copy';
 
 export const RESTORE_CHUNK = 8 << 20;
 const DEPTH = 4;
+/** Offset, length and address granularity of the O_DIRECT reads and writes (the largest common logical block size). */
+const DIRECT_ALIGNMENT = 4096;
+
+/** A second descriptor with O_DIRECT, or null where the filesystem or device refuses it (tmpfs: EINVAL). */
+function openDirect(file: string, flags: number): Promise<fsp.FileHandle | null> {
+  return fsp.open(file, flags | fs.constants.O_DIRECT).catch(() => null);
+}
 
 export interface RestoreOptions {
   device: string;
@@ -59,15 +67,18 @@ export interface RestoreSummary {
 
 /** The one place restore writes: refuses anything outside [0, capacity). */
 class TargetWriter {
-  constructor(readonly handle: fsp.FileHandle, readonly file: string, readonly capacity: number) {}
+  constructor(readonly handle: fsp.FileHandle, readonly file: string, readonly capacity: number, readonly direct: fsp.FileHandle | null) {}
 
-  async write(buf: Uint8Array, position: number): Promise<void> {
+  /** `alignedMemory`: `buf` may be written with O_DIRECT when position and length are aligned too. */
+  async write(buf: Uint8Array, position: number, alignedMemory = false): Promise<void> {
     if (!Number.isSafeInteger(position) || position < 0 || position + buf.length > this.capacity) {
       throw new RepositoryCorruptedError(`${this.file}: refusing to write ${buf.length} bytes at ${position}, outside the ${this.capacity}-byte image`, { path: this.file });
     }
+    const useDirect = this.direct !== null && alignedMemory && position % DIRECT_ALIGNMENT === 0 && buf.length % DIRECT_ALIGNMENT === 0;
+    const handle = useDirect ? (this.direct as fsp.FileHandle) : this.handle;
     let done = 0;
     while (done < buf.length) {
-      const { bytesWritten } = await this.handle.write(buf, done, buf.length - done, position + done);
+      const { bytesWritten } = await handle.write(buf, done, buf.length - done, position + done);
       if (bytesWritten <= 0) throw new Error(`${this.file}: write returned ${bytesWritten}`);
       done += bytesWritten;
     }
@@ -137,7 +148,9 @@ export async function restorePoint(repo: Repository, options: RestoreOptions): P
     handle = await fsp.open(tempFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, FILE_MODE);
     await handle.truncate(capacity);
   }
-  const writer = new TargetWriter(handle, target.path, capacity);
+  // Large restores bypass the page cache where they can (as `dd oflag=direct` would).
+  const directOut = await openDirect(tempFile ?? target.path, fs.constants.O_WRONLY);
+  const writer = new TargetWriter(handle, target.path, capacity, directOut);
   const summary: RestoreSummary = {
     device: dev.device?.path ?? options.device,
     key: dev.key,
@@ -165,6 +178,7 @@ export async function restorePoint(repo: Repository, options: RestoreOptions): P
       await copyOwnedBlocks(dir, m, pos, owner, writer, target.kind === 'block', summary, progress, options.signal);
     }
     await handle.sync();
+    await directOut?.close();
     await handle.close();
     if (tempFile) {
       await fsp.rename(tempFile, target.path);
@@ -172,6 +186,7 @@ export async function restorePoint(repo: Repository, options: RestoreOptions): P
       await fsyncDir(path.dirname(target.path));
     }
   } catch (err) {
+    await directOut?.close().catch(() => undefined);
     await handle.close().catch(() => undefined);
     if (tempFile) await fsp.rm(tempFile, { force: true });
     throw err;
@@ -221,7 +236,12 @@ async function copyOwnedBlocks(
 ): Promise<void> {
   const dataFile = dataPath(dir);
   const data = await openData(dir, m);
-  const buffers = Array.from({ length: DEPTH }, () => Buffer.allocUnsafeSlow(Math.min(RESTORE_CHUNK, m.dataBytes || 1)));
+  const dataDirect = await openDirect(dataFile, fs.constants.O_RDONLY);
+  const bufSize = Math.min(RESTORE_CHUNK, m.dataBytes || 1);
+  // Page-aligned buffers, so aligned pieces can be read and written with O_DIRECT.
+  const aligned = alignedBuffers(DEPTH, bufSize, DIRECT_ALIGNMENT);
+  const buffers = aligned ?? Array.from({ length: DEPTH }, () => Buffer.allocUnsafeSlow(bufSize));
+  const src: DataSource = { data, direct: aligned ? dataDirect : null, file: dataFile, alignedMemory: aligned !== null };
   const slotFree: Promise<unknown>[] = buffers.map(() => Promise.resolve());
   let failure: unknown = null;
   let slot = 0;
@@ -249,7 +269,7 @@ async function copyOwnedBlocks(
         slotFree[k] = z;
         continue;
       }
-      const p = job.length > RESTORE_CHUNK ? copyLargeBlock(job, buf, data, dataFile, writer) : copyJob(job, buf, data, dataFile, writer);
+      const p = job.length > RESTORE_CHUNK ? copyLargeBlock(job, buf, data, dataFile, writer) : copyJob(job, buf, src, writer);
       const done = p.then(() => {
         summary.bytesRead += job.length;
         summary.bytesWritten += job.length;
@@ -265,16 +285,28 @@ async function copyOwnedBlocks(
     await Promise.allSettled(slotFree);
     throw err;
   } finally {
+    await dataDirect?.close();
     await data.close();
   }
 }
 
-async function copyJob(job: Job, buf: Buffer, data: fsp.FileHandle, dataFile: string, writer: TargetWriter): Promise<void> {
-  await readFully(data, buf, job.length, job.dataOffset, dataFile);
+interface DataSource {
+  data: fsp.FileHandle;
+  /** The same file opened O_DIRECT, or null. */
+  direct: fsp.FileHandle | null;
+  file: string;
+  /** The buffers are page-aligned (O_DIRECT may use them). */
+  alignedMemory: boolean;
+}
+
+async function copyJob(job: Job, buf: Buffer, src: DataSource, writer: TargetWriter): Promise<void> {
+  const dataFile = src.file;
+  const aligned = src.direct !== null && job.dataOffset % DIRECT_ALIGNMENT === 0 && job.length % DIRECT_ALIGNMENT === 0;
+  await readFully(aligned ? (src.direct as fsp.FileHandle) : src.data, buf, job.length, job.dataOffset, dataFile);
   const bytes = buf.subarray(0, job.length);
   let at = 0;
   const checks = job.lengths.map((len) => {
-    const d = digestAsync(bytes.subarray(at, at + len));
+    const d = digestSync(bytes.subarray(at, at + len));
     at += len;
     return d;
   });
@@ -283,7 +315,7 @@ async function copyJob(job: Job, buf: Buffer, data: fsp.FileHandle, dataFile: st
     const r = job.records[i];
     if (!d.equals(r.checksum)) throw corruptedError(dataFile, `block ${r.block} (data offset ${r.dataOffset}) checksum mismatch; the restore was stopped`);
   });
-  await writer.write(bytes, job.targetOffset);
+  await writer.write(bytes, job.targetOffset, src.alignedMemory);
 }
 
 async function copyLargeBlock(job: Job, buf: Buffer, data: fsp.FileHandle, dataFile: string, writer: TargetWriter): Promise<void> {

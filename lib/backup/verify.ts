@@ -11,7 +11,7 @@ import type * as fsp from 'fs/promises';
 import * as path from 'path';
 import { BlksnapError, InterruptedError, NotFoundError } from '../errors';
 import type { IndexRecord, Manifest } from './format';
-import { digestAsync, zeroDigest } from './hash';
+import { digestSync, zeroDigest } from './hash';
 import { dataPath, openData, readFully, readIndex } from './point-reader';
 import { MANIFEST_FILE, pointDirName } from './repository';
 import type { DeviceEntry, PointEntry, Repository } from './repository';
@@ -106,10 +106,13 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions 
         try {
           await repo.chain(dev.key, e.point);
         } catch (err) {
-          if (!(err instanceof BlksnapError)) throw err;
+          if (!(err instanceof BlksnapError) || err instanceof InterruptedError) throw err;
           r.problems.push(message(err));
         }
-        await verifyPoint(e.dir, e.manifest, r, report, (bytes) => options.onProgress?.({ bytesChecked: bytes, bytesTotal, point: e.point, device: dev.device?.path ?? dev.key }));
+        await verifyPoint(e.dir, e.manifest, r, report, (bytes) => {
+          if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : new InterruptedError('SIGINT');
+          options.onProgress?.({ bytesChecked: bytes, bytesTotal, point: e.point, device: dev.device?.path ?? dev.key });
+        });
       }
       r.ok = r.problems.length === 0;
       if (!r.ok) {
@@ -127,7 +130,7 @@ async function verifyPoint(dir: string, m: Manifest, r: PointVerifyResult, repor
   try {
     data = await openData(dir, m);
   } catch (err) {
-    if (!(err instanceof BlksnapError)) throw err;
+    if (!(err instanceof BlksnapError) || err instanceof InterruptedError) throw err;
     r.problems.push(message(err));
   }
   let blockProblems = 0;
@@ -150,11 +153,11 @@ async function verifyPoint(dir: string, m: Manifest, r: PointVerifyResult, repor
     try {
       await readFully(data, buf, length, start, dataFile);
     } catch (err) {
-      if (!(err instanceof BlksnapError)) throw err;
+      if (!(err instanceof BlksnapError) || err instanceof InterruptedError) throw err;
       problem(message(err));
       return;
     }
-    const digests = await Promise.all(group.map((rec) => digestAsync(buf.subarray(rec.dataOffset - start, rec.dataOffset - start + blockLen(rec)))));
+    const digests = await Promise.all(group.map((rec) => digestSync(buf.subarray(rec.dataOffset - start, rec.dataOffset - start + blockLen(rec)))));
     group.forEach((rec, i) => {
       if (!digests[i].equals(rec.checksum)) {
         problem(`${dataFile}: block ${rec.block} (device offset ${rec.block * m.blockSize}, data offset ${rec.dataOffset}) checksum mismatch`);
@@ -175,7 +178,7 @@ async function verifyPoint(dir: string, m: Manifest, r: PointVerifyResult, repor
         hash.update(buf.subarray(0, n));
       }
     } catch (err) {
-      if (!(err instanceof BlksnapError)) throw err;
+      if (!(err instanceof BlksnapError) || err instanceof InterruptedError) throw err;
       problem(message(err));
       return;
     }
@@ -207,7 +210,7 @@ async function verifyPoint(dir: string, m: Manifest, r: PointVerifyResult, repor
     }
     await flush();
   } catch (err) {
-    if (!(err instanceof BlksnapError)) throw err;
+    if (!(err instanceof BlksnapError) || err instanceof InterruptedError) throw err;
     r.problems.push(message(err));
   } finally {
     await data?.close();

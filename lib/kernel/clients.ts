@@ -59,8 +59,14 @@ const FILTER_NAME = abi.BLKSNAP_FILTER_NAME;
 
 /** Bytes of change map fetched per CBTMAP request (the kernel copies it with one copy_to_user). */
 export const CBTMAP_PIECE_BYTES = 1 << 20;
-/** Ranges per CBTDIRTY request (the kernel allocates count * 16 bytes at once). */
-export const CBTDIRTY_BATCH = 4096;
+/**
+ * Ranges per CBTDIRTY request. One: in several published versions of the
+ * module's CBTDIRTY handler the loop over `dirty_sectors` does not advance,
+ * so a multi-range request marks the first range `count` times and silently
+ * skips the rest. blksnap-abi.md does not cover it and the real module could
+ * not be checked here; one range per request is correct on every version.
+ */
+export const CBTDIRTY_BATCH = 1;
 /** The largest wait per WAIT_EVENT request; the kernel counts it in jiffies (§7), so it is kept short and looped. */
 export const WAIT_EVENT_MAX_UNITS = 200;
 /** How often COLLECT is repeated when the number of snapshots keeps changing between its two calls. */

@@ -144,15 +144,36 @@ function hasTime() {
   return timeAvailable;
 }
 
-/** Cold caches before a timed run, so reads come from the disk for every contender alike. */
-function dropCaches() {
-  spawnSync('sync');
-  try {
-    fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
-    return true;
-  } catch {
-    return false;
+/**
+ * Cold data before a timed run: each file is synced, then its pages are
+ * dropped from the page cache (posix_fadvise DONTNEED through GNU dd's
+ * nocache flag), so every contender reads it from the disk. Only the data
+ * files are evicted: node, the tools and their libraries stay cached, as
+ * they would be for a nightly job on a running server.
+ */
+function evict(...paths) {
+  const files = [];
+  for (const p of paths) {
+    let st;
+    try { st = fs.statSync(p); } catch { continue; }
+    if (st.isDirectory()) {
+      for (const e of fs.readdirSync(p, { recursive: true })) {
+        const f = path.join(p, String(e));
+        try { if (fs.statSync(f).isFile()) files.push(f); } catch { /* raced */ }
+      }
+    } else if (st.isFile()) files.push(p);
   }
+  for (const f of files) {
+    spawnSync('sync', [f]);
+    const r = spawnSync('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none']);
+    if (r.status !== 0) return false;
+  }
+  return true;
+}
+
+/** The shell form of evict() for every file directly in `dir` (used in a hook). */
+function evictShell(dir) {
+  return `for f in ${JSON.stringify(dir)}/*; do [ -f "$f" ] && sync "$f" && dd if="$f" iflag=nocache count=0 status=none; done`;
 }
 
 function sh(cmd) {
@@ -189,4 +210,4 @@ function human(bytes) {
   return `${bytes} B`;
 }
 
-module.exports = { MiB, GiB, resources, installSignalHandlers, run, dropCaches, hardware, median, human, hasTime, isStopping: () => stopping };
+module.exports = { MiB, GiB, resources, installSignalHandlers, run, evict, evictShell, hardware, median, human, hasTime, isStopping: () => stopping };

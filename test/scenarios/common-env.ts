@@ -27,6 +27,15 @@ export function assertCliBuilt(): void {
   if (!fs.existsSync(main)) throw new Error(`${main} does not exist: build first with \`npx tsc -p .\` (npm test and npm run test:e2e do)`);
 }
 
+/** Mount points of this mount namespace. */
+function mountPoints(): Set<string> {
+  try {
+    return new Set(fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]).filter(Boolean));
+  } catch {
+    return new Set();
+  }
+}
+
 export abstract class BaseEnvironment {
   readonly transcript = new Transcript();
   /** Temp paths to remove at cleanup (files or directories). */
@@ -88,7 +97,10 @@ export abstract class BaseEnvironment {
   }
 
   protected removeTemps(): void {
+    const mounted = mountPoints();
     for (const p of this.tempPaths.reverse()) {
+      // Never recurse into a filesystem that is still mounted there.
+      if (mounted.has(p)) continue;
       try {
         fs.rmSync(p, { recursive: true, force: true });
       } catch {

@@ -109,6 +109,13 @@ export interface Environment {
   /** Reads files from the root directory of the ext4 filesystem in the image, read-only. */
   readImageFiles(imagePath: string, names: string[]): Promise<ImageFiles>;
 
+  /**
+   * Checks that hold after every scenario. Sim: the simulated module recorded
+   * no request that would have damaged a real module (§7, e.g. DETACH with
+   * another filter name). Real: nothing beyond the scenario's own checks.
+   */
+  afterScenario(): Promise<void>;
+
   /** Destroys what this scenario left behind (its snapshots, trackers, mounts, files). Never throws. */
   cleanup(): Promise<void>;
 }

@@ -42,9 +42,17 @@ export class RealEnvironment extends BaseEnvironment implements Environment {
     this.deviceSize = pool.size;
     // BLKSNAP_RUN_DIR: this run's own records, so `cleanup` in a scenario sees
     // only what the scenarios created, never an admin's real /run/blksnap.
-    this.cliEnv = { ...process.env, BLKSNAP_KERNEL: 'auto', BLKSNAP_RUN_DIR: runDir, NO_COLOR: '1' };
+    // BLKSNAP_CONFIG: a file that does not exist, so the machine's
+    // /etc/blksnap/blksnap.conf (hooks, freeze, devices) plays no part.
+    this.cliEnv = {
+      ...process.env,
+      BLKSNAP_KERNEL: 'auto',
+      BLKSNAP_RUN_DIR: runDir,
+      BLKSNAP_CONFIG: path.join(path.dirname(runDir), `${path.basename(runDir)}-no-config.conf`),
+      NO_COLOR: '1',
+    };
     delete this.cliEnv.BLKSNAP_SIM_DIR;
-    delete this.cliEnv.BLKSNAP_CONFIG;
+    delete this.cliEnv.BLKSNAP_SIM_FLAVOUR;
   }
 
   async begin(): Promise<void> {
@@ -215,6 +223,10 @@ export class RealEnvironment extends BaseEnvironment implements Environment {
       if (u.code === 0) this.mounts = this.mounts.filter((x) => x !== mnt);
     }
     return { files, how: 'mount -o ro,noload' };
+  }
+
+  async afterScenario(): Promise<void> {
+    // A real module cannot tell us what would have hurt it; the sim run of the same scenarios does.
   }
 
   async cleanup(): Promise<void> {

@@ -45,6 +45,7 @@ export function registerScenarios(scenarios: Scenario[], makeEnv: () => Promise<
       let failure: Error | null = null;
       try {
         await scenario.run(env);
+        await env.afterScenario();
       } catch (err) {
         failure = withTranscript(err, env, scenario);
       }

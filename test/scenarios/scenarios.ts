@@ -22,8 +22,16 @@ export interface Scenario {
 
 const MiB = 1024 * 1024;
 const SECTOR = 512;
-/** Tracking block of a device under 128 GiB with the default module parameters (blksnap-abi.md §4). */
-const TRACKING_BLOCK = 65536;
+/**
+ * Tracking block size for a capacity with the default module parameters
+ * (blksnap-abi.md §4): from 2^16 bytes, doubled until the block count is at
+ * most 2097152 or the shift reaches 26.
+ */
+function expectedTrackingBlock(capacity: number): number {
+  let shift = 16;
+  while (Math.ceil(capacity / 2 ** shift) > 2097152 && shift < 26) shift++;
+  return 2 ** shift;
+}
 const ENOSPC = 28;
 
 const TOOL_VERSION: string = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')).version;
@@ -64,8 +72,8 @@ const attachTwiceDetach: Scenario = {
     const info = await cbtInfo(env, dev);
     equal(info.changes_number, 0, 'changes_number right after attach');
     equal(info.device_capacity, env.deviceSize, 'device_capacity');
-    equal(info.block_size, TRACKING_BLOCK, 'tracking block size');
-    equal(info.block_count, Math.ceil(env.deviceSize / TRACKING_BLOCK), 'block_count');
+    equal(info.block_size, expectedTrackingBlock(env.deviceSize), 'tracking block size (module defaults, §4)');
+    equal(info.block_count, Math.ceil(env.deviceSize / info.block_size), 'block_count');
 
     const second = json<any>(ok(await env.blksnap(['attach', dev, '--json']), 'second attach (EALREADY is success)'), 'attach');
     equal(second.devices?.[0]?.already_attached, true, 'second attach: already_attached');
@@ -250,9 +258,8 @@ const diffStorageOnSnapshottedDevice: Scenario = {
       'reference snapshot_create with the diff storage file on the device',
     );
     equal(JSON.stringify(await collect(env)), JSON.stringify(before), 'snapshots after the refusals (none may have been created)');
-    // Tracking may have been started, but nothing may be in a snapshot.
-    const info = await env.blksnap(['snapshot', 'info', dev, '--json']);
-    check(info.code !== 0 || !json<any>(info, 'snapshot info').image, `the device has a snapshot image after the refusals: ${info.stdout}`);
+    // Bad input changes nothing: not even change tracking was started.
+    exits(await env.blksnap(['cbt', 'info', dev]), 5, 'cbt info after the refusals (the device must not have been attached)');
   },
 };
 
@@ -297,18 +304,20 @@ const cbtExactBlocks: Scenario = {
     const tmp = await env.otherFsDir('maps');
     ok(await env.blksnap(['attach', dev]), 'attach');
     await takeAndDestroy(env, [dev], storage); // writes before the first take all show as 1 (§7)
-    const c1 = (await cbtInfo(env, dev)).changes_number;
+    const before = await cbtInfo(env, dev);
+    const c1 = before.changes_number;
+    const bs = before.block_size;
 
-    const lastBlock = Math.ceil(env.deviceSize / TRACKING_BLOCK) - 1;
-    // §7 granularity: 4 KiB at 655360 marks block 10 only; 8 KiB across a
-    // boundary marks both blocks; the last sector marks the last block.
+    const lastBlock = before.block_count - 1;
+    // §7 granularity: 4 KiB inside block 10 marks block 10 only; 8 KiB across
+    // a boundary marks both blocks; the last sector marks the last block.
     const writes: [number, number][] = [
-      [655360, 4096],
-      [20 * TRACKING_BLOCK - 4096, 8192],
-      [30 * TRACKING_BLOCK, TRACKING_BLOCK],
+      [10 * bs, 4096],
+      [20 * bs - 4096, 8192],
+      [30 * bs, bs],
       [env.deviceSize - SECTOR, SECTOR],
     ];
-    for (const [off, len] of writes) await env.writeDevice(dev, off, patternBytes(len, off), `expect block(s) ${Math.floor(off / TRACKING_BLOCK)}..${Math.floor((off + len - 1) / TRACKING_BLOCK)}`);
+    for (const [off, len] of writes) await env.writeDevice(dev, off, patternBytes(len, off), `expect block(s) ${Math.floor(off / bs)}..${Math.floor((off + len - 1) / bs)}`);
     const expected = [10, 19, 20, 30, lastBlock];
 
     // Not visible before the next take (§7).
@@ -323,7 +332,7 @@ const cbtExactBlocks: Scenario = {
     for (const b of expected) equal(map[b], c1 + 1, `map byte of block ${b}`);
 
     const changes = json<ChangesDoc>(ok(await cbtChanges(env, dev, c1, info.generation_id), `cbt changes --since ${c1}`), 'cbt changes');
-    const spb = TRACKING_BLOCK / SECTOR;
+    const spb = bs / SECTOR;
     const expectedRanges = [
       { offset: 10 * spb, count: spb },
       { offset: 19 * spb, count: 2 * spb },
@@ -348,8 +357,9 @@ const cbtMarkDirty: Scenario = {
     ok(await env.blksnap(['attach', dev]), 'attach');
     await takeAndDestroy(env, [dev], storage);
     await takeAndDestroy(env, [dev], storage);
-    const c = (await cbtInfo(env, dev)).changes_number;
-    const spb = TRACKING_BLOCK / SECTOR;
+    const tracker = await cbtInfo(env, dev);
+    const c = tracker.changes_number;
+    const spb = tracker.block_size / SECTOR;
     const before = await cbtMap(env, dev, tmp);
 
     exits(await env.blksnap(['cbt', 'mark-dirty', dev, '--range', `${40 * spb}:0`]), 2, 'mark-dirty with count 0');
@@ -413,7 +423,7 @@ const overflow: Scenario = {
 // ---------------------------------------------------------------------------
 // backups
 
-async function backupArgs(env: Environment, dev: string, repo: string, storage: string, limit: string, extra: string[] = []): Promise<string[]> {
+function backupArgs(dev: string, repo: string, storage: string, limit: string, extra: string[] = []): string[] {
   return ['backup', dev, '--repo', repo, '--diff-storage', storage, '--limit', limit, ...extra, '--json'];
 }
 
@@ -424,13 +434,13 @@ const overflowDuringBackup: Scenario = {
     const repo = path.join(await env.otherFsDir('repo'), 'repo');
     const storage = await env.otherFsDir('diffstorage');
     await env.writeDevice(dev, 0, patternBytes(4 * MiB, 51));
-    ok(await env.blksnap(await backupArgs(env, dev, repo, storage, '32M', ['--mode', 'full'])), 'first (full) backup');
+    ok(await env.blksnap(backupArgs(dev, repo, storage, '32M', ['--mode', 'full'])), 'first (full) backup');
     const before = listTree(repo);
 
     const heavy = Math.min(32 * MiB, env.deviceSize);
     // The post-hook runs right after the take: heavy writes then overflow the 2 MiB storage before the copy.
     const hook = env.writeCommand(dev, 0, heavy, 52);
-    const r = exits(await env.blksnap(await backupArgs(env, dev, repo, storage, '2M', ['--post-hook', hook])), 8, 'backup whose snapshot overflows');
+    const r = exits(await env.blksnap(backupArgs(dev, repo, storage, '2M', ['--post-hook', hook])), 8, 'backup whose snapshot overflows');
     check(/overflow|difference storage/i.test(r.stderr) && /--limit/.test(r.stderr), `the error does not say the storage overflowed and how to size --limit: ${r.stderr}`);
     const after = listTree(repo);
     const changed = [...new Set([...before.keys(), ...after.keys()])].filter((k) => before.get(k) !== after.get(k) && !/lock/i.test(k));
@@ -455,14 +465,14 @@ const fullIncrementalRestore: Scenario = {
     // sees it, then writes to the original, so the device no longer equals it.
     const image1 = path.join(work, 'image-at-full.img');
     const hook1 = `${env.copyImageCommand(dev, image1)} && ${env.writeCommand(dev, 3 * MiB, MiB, 62)}`;
-    const full = json<any>(ok(await env.blksnap(await backupArgs(env, dev, repo, storage, '32M', ['--mode', 'auto', '--post-hook', hook1])), 'full backup'), 'backup');
+    const full = json<any>(ok(await env.blksnap(backupArgs(dev, repo, storage, '32M', ['--mode', 'auto', '--post-hook', hook1])), 'full backup'), 'backup');
     const fullDev = full.devices?.[0];
     equal(fullDev?.mode, 'full', `mode of the first backup (reason: ${fullDev?.reason})`);
 
     await env.writeDevice(dev, 10 * MiB, patternBytes(200 * 1024, 63), 'changes for the incremental');
     const image2 = path.join(work, 'image-at-incremental.img');
     const hook2 = `${env.copyImageCommand(dev, image2)} && ${env.writeCommand(dev, 12 * MiB, MiB, 64)}`;
-    const incr = json<any>(ok(await env.blksnap(await backupArgs(env, dev, repo, storage, '32M', ['--mode', 'incremental', '--post-hook', hook2])), 'incremental backup'), 'backup');
+    const incr = json<any>(ok(await env.blksnap(backupArgs(dev, repo, storage, '32M', ['--mode', 'incremental', '--post-hook', hook2])), 'incremental backup'), 'backup');
     const incrDev = incr.devices?.[0];
     equal(incrDev?.mode, 'incremental', `mode of the second backup (reason: ${incrDev?.reason})`);
     // Changed since the full's take: the hook's 1 MiB at 3 MiB (16 blocks) and
@@ -518,10 +528,10 @@ const sigtermBackup: Scenario = {
     const repo = path.join(work, 'repo');
     const storage = await env.otherFsDir('diffstorage');
     await env.writeDevice(dev, 0, patternBytes(4 * MiB, 71));
-    ok(await env.blksnap(await backupArgs(env, dev, repo, storage, '32M')), 'first backup');
+    ok(await env.blksnap(backupArgs(dev, repo, storage, '32M')), 'first backup');
     const before = listTree(repo);
     const marker = path.join(work, 'hook-running');
-    const backup = env.startBlksnap(await backupArgs(env, dev, repo, storage, '32M', ['--post-hook', `echo $$ > ${marker}; exec sleep 20`]));
+    const backup = env.startBlksnap(backupArgs(dev, repo, storage, '32M', ['--post-hook', `echo $$ > ${marker}; exec sleep 20`]));
     await waitForHook(backup, marker, 60_000);
     check((await collect(env)).length === 1, 'the running backup holds no snapshot');
     backup.signal('SIGTERM');
@@ -534,7 +544,7 @@ const sigtermBackup: Scenario = {
     const changed = [...new Set([...before.keys(), ...after.keys()])].filter((k) => before.get(k) !== after.get(k) && !/lock/i.test(k));
     equal(changed.join(', '), '', 'repository files changed by the interrupted backup');
     ok(await env.blksnap(['verify', '--repo', repo]), 'verify after SIGTERM');
-    ok(await env.blksnap(await backupArgs(env, dev, repo, storage, '32M')), 'the next backup after SIGTERM');
+    ok(await env.blksnap(backupArgs(dev, repo, storage, '32M')), 'the next backup after SIGTERM');
   },
 };
 
@@ -551,7 +561,7 @@ const cleanupAfterSigkill: Scenario = {
     const foreign = parseCreated(ok(await env.blksnap(['snapshot', 'create', other, '--diff-storage', storage, '--limit', '16M', '--json'], { env: { BLKSNAP_RUN_DIR: foreignRun } }), 'snapshot with another records directory'));
 
     const marker = path.join(work, 'hook-running');
-    const backup = env.startBlksnap(await backupArgs(env, dev, repo, storage, '32M', ['--post-hook', `echo $$ > ${marker}; exec sleep 30`]));
+    const backup = env.startBlksnap(backupArgs(dev, repo, storage, '32M', ['--post-hook', `echo $$ > ${marker}; exec sleep 30`]));
     await waitForHook(backup, marker, 60_000);
     backup.signal('SIGKILL', true);
     const k = await backup.done;
@@ -564,7 +574,7 @@ const cleanupAfterSigkill: Scenario = {
     equal(JSON.stringify(c.destroyed_snapshots), JSON.stringify([left[0]]), 'snapshots cleanup reports destroyed');
     equal(JSON.stringify(await collect(env)), JSON.stringify([foreign.id]), 'snapshots after cleanup (only the foreign one)');
     ok(await env.blksnap(['verify', '--repo', repo]), 'verify after SIGKILL and cleanup');
-    ok(await env.blksnap(await backupArgs(env, dev, repo, storage, '32M')), 'a backup after the SIGKILL (the dead lock is not held)');
+    ok(await env.blksnap(backupArgs(dev, repo, storage, '32M')), 'a backup after the SIGKILL (the dead lock is not held)');
     await destroySnapshot(env, foreign.id);
   },
 };
@@ -574,8 +584,8 @@ const cleanupKeepsCreatedSnapshots: Scenario = {
   async run(env) {
     const [dev] = await env.devices(1);
     const snap = await createSnapshot(env, [dev], { diffStorage: await env.otherFsDir('diffstorage'), limit: '16M' });
-    const c = ok(await env.blksnap(['cleanup', '--json']), 'cleanup');
-    check(!c.stdout.includes(snap.id), `cleanup reports destroying ${snap.id}, made by \`snapshot create\` (not left by a killed process): ${c.stdout}`);
+    const c = json<any>(ok(await env.blksnap(['cleanup', '--json']), 'cleanup'), 'cleanup');
+    check(!(c.destroyed_snapshots ?? []).includes(snap.id), `cleanup reports destroying ${snap.id}, made by \`snapshot create\` (not left by a killed process): ${JSON.stringify(c)}`);
     check((await collect(env)).includes(snap.id), `cleanup destroyed ${snap.id}, made by \`snapshot create\` (not left by a killed process)`);
     await destroySnapshot(env, snap.id);
   },

@@ -17,7 +17,7 @@ import * as path from 'path';
 import { BaseEnvironment, REPO_ROOT } from './common-env';
 import type { Environment, ImageFiles, ImageRead, WritableFs } from './env';
 import type { BackgroundProcess, CommandResult } from './process';
-import { patternBytes } from './checks';
+import { patternBytes, ScenarioFailure } from './checks';
 import { openSimAdmin } from '../../lib/kernel/sim';
 import type { SimAdmin } from '../../lib/kernel/sim';
 import { createKernel } from '../../lib/kernel';
@@ -132,7 +132,7 @@ export class SimEnvironment extends BaseEnvironment implements Environment {
   }
 
   copyImageCommand(device: string, outFile: string): string {
-    return `${process.execPath} ${SIM_IMAGE_TOOL} copy ${device} ${outFile}`;
+    return `IMG=$(${this.blksnapCommandLine()} snapshot_info --device ${device} --field image) && ${process.execPath} ${SIM_IMAGE_TOOL} copy "$IMG" ${outFile}`;
   }
 
   startImageReader(imagePath: string, goFile: string): BackgroundProcess {
@@ -267,6 +267,14 @@ export class SimEnvironment extends BaseEnvironment implements Environment {
       if (fs.existsSync(out)) files.set(name, fs.readFileSync(out));
     }
     return { files, how: 'debugfs on a copy of the image' };
+  }
+
+  async afterScenario(): Promise<void> {
+    const state = await (await this.admin()).state();
+    this.transcript.note('sim admin state(): hazards', state.hazards.length === 0 ? 'none' : JSON.stringify(state.hazards));
+    if (state.hazards.length > 0 || state.realKernelCorrupted) {
+      throw new ScenarioFailure(`the commands sent requests that would have damaged a real blksnap module (§7): ${JSON.stringify(state.hazards)}`);
+    }
   }
 
   async cleanup(): Promise<void> {

@@ -6,7 +6,7 @@
 // ImageReader (dist/, built by `npx tsc -p .`), with BLKSNAP_KERNEL=sim and
 // BLKSNAP_SIM_DIR from the environment.
 //
-//   sim-image-tool.js copy DEVICE OUTFILE   the image of DEVICE's snapshot → OUTFILE
+//   sim-image-tool.js copy IMAGE OUTFILE    the whole image → OUTFILE
 //   sim-image-tool.js reader IMAGE GOFILE   read 1 MiB, print "opened", wait for GOFILE,
 //                                           read the rest, print "result rc=N bytes=N"
 const fs = require('fs');
@@ -15,12 +15,9 @@ const { createKernel } = require(path.join(__dirname, '..', '..', 'dist', 'lib',
 
 const PIECE = 1024 * 1024;
 
-async function copy(device, outFile) {
+async function copy(image, outFile) {
   const kernel = await createKernel({ kernel: 'sim' });
-  const resolved = await kernel.resolveDevice(device);
-  const info = await kernel.device(resolved.path).snapshotInfo();
-  if (!info.imagePath) throw new Error(`${device} has no snapshot image`);
-  const reader = await kernel.openImage(info.imagePath);
+  const reader = await kernel.openImage(image);
   const out = fs.openSync(outFile, 'w');
   try {
     const buf = Buffer.alloc(PIECE);

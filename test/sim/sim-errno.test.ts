@@ -194,8 +194,9 @@ describe.each(['upstream', 'standalone'] as const)('simulated %s kernel', (flavo
 
     test('device paths: standalone ENOTBLK / ENOENT / EINVAL; upstream ENOTTY on a non-device fd', () => {
       if (flavour === 'standalone') {
-        // Node has no name for ENOTBLK (15): the real transport reports it as E15 too.
+        // Node's errno table lacks ENOTBLK; lib/errors names errno 15 itself.
         const ENOTBLK = errnoName(15);
+        expect(ENOTBLK).toBe('ENOTBLK');
         expect(errnoOf(() => filterCall(sim, storageDir, 'attach'))).toBe(ENOTBLK);
         expect(errnoOf(() => filterCall(sim, '/dev/null', 'attach'))).toBe(ENOTBLK);
         expect(errnoOf(() => filterCall(sim, path.join(sim.dir, 'nope'), 'attach'))).toBe('ENOENT');
@@ -493,7 +494,7 @@ describe.each(['upstream', 'standalone'] as const)('simulated %s kernel', (flavo
       const id = createSnapshot(sim, storageDir, 8n); // one chunk
       snapshotAdd(sim, dev, id);
       take(sim, id);
-      const waiting = waitEvent(sim, id, 250);
+      const waiting = waitEvent(sim, id, 2500); // ends as soon as the event is there
       const fd = fs.openSync(dev, 'r+');
       fs.writeSync(fd, Buffer.alloc(4096 * 4, 0x5a), 0, 4096 * 4, 0);
       fs.closeSync(fd);
@@ -513,6 +514,35 @@ describe.each(['upstream', 'standalone'] as const)('simulated %s kernel', (flavo
       for (let c = 0; c < 4; c++) await sim.admin.writeDevice(dev, c * 4096, Buffer.alloc(1, 1));
       expect(fs.statSync(f).size).toBe(128 * 512);
       expect(snapshotInfo(sim, dev).error_code).toBe(0);
+    });
+
+    test('cow image mode: chunks copied on write; another program\'s write to an uncopied chunk corrupts the image (-EIO)', async () => {
+      await sim.admin.setImageMode('cow');
+      const dev = await attachedDevice(sim, 'a.img', MiB);
+      await sim.admin.writeDevice(dev, 0, Buffer.alloc(MiB, 0x10));
+      const id = createSnapshot(sim, storageDir, 1000n);
+      snapshotAdd(sim, dev, id);
+      take(sim, id);
+      const name = snapshotInfo(sim, dev).image;
+      const st0 = await sim.admin.state();
+      expect(st0.snapshots[0].members[0].image!.mode).toBe('cow');
+      await sim.admin.writeDevice(dev, 4096, Buffer.alloc(4096, 0x20));
+      fs.writeFileSync(dev, Buffer.alloc(100, 0x30), { flag: 'r+' }); // chunk 0: not copied yet
+      const fd = fs.openSync(dev, 'r+');
+      fs.writeSync(fd, Buffer.alloc(10, 0x40), 0, 10, 4096 + 5); // chunk 1: copied already
+      fs.closeSync(fd);
+      expect(snapshotInfo(sim, dev).error_code).toBe(-5);
+      const ev = await waitEvent(sim, id, 1);
+      expect(defs.blksnap_event_corrupted.decode(ev.data).err_code).toBe(5);
+      expect(await errnoOfAsync(() => readImage(sim, name))).toBe('EIO');
+      destroy(sim, id);
+      const id2 = createSnapshot(sim, storageDir, 1000n);
+      snapshotAdd(sim, dev, id2);
+      take(sim, id2);
+      const atTake = fs.readFileSync(dev);
+      await sim.admin.writeDevice(dev, 0, Buffer.alloc(3 * 4096 + 1, 0x50));
+      expect((await readImage(sim, snapshotInfo(sim, dev).image)).equals(atTake)).toBe(true);
+      expect((await sim.admin.state()).snapshots[0].members[0].image!.copiedChunks).toBe(4);
     });
 
     test('a queued no_space event is delivered with its payload', async () => {

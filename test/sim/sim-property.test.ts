@@ -72,9 +72,10 @@ class Oracle {
   }
 }
 
-async function run(flavour: 'upstream' | 'standalone', preTakes: number, cmds: Cmd[]): Promise<void> {
+async function run(flavour: 'upstream' | 'standalone', preTakes: number, cmds: Cmd[], mode: 'copy' | 'cow' = 'copy'): Promise<void> {
   const sim: Sim = await makeSim(flavour);
   try {
+    await sim.admin.setImageMode(mode);
     const dev = await attachedDevice(sim, 'disk.img', SIZE);
     const storage = path.join(sim.dir, 'diff');
     fs.mkdirSync(storage);
@@ -144,6 +145,14 @@ async function run(flavour: 'upstream' | 'standalone', preTakes: number, cmds: C
     sim.cleanup();
   }
 }
+
+test('cow image mode: the same properties when every write goes through the simulated block layer', async () => {
+  const noExternal = cmd.filter((c) => c.kind !== 'external');
+  await fc.assert(
+    fc.asyncProperty(fc.constantFrom('upstream' as const, 'standalone' as const), fc.array(noExternal, { minLength: 1, maxLength: 25 }), (flavour, cmds) => run(flavour, 0, cmds, 'cow')),
+    { numRuns: 10 },
+  );
+}, 120_000);
 
 describe.each(['upstream', 'standalone'] as const)('simulated %s kernel against an oracle', (flavour) => {
   test('images equal the device at TAKE; map bytes > c are exactly the blocks written since the take that reported c', async () => {

@@ -14,10 +14,12 @@ import type { Manifest } from '../../lib/backup/format';
 import { Repository, deviceKey } from '../../lib/backup/repository';
 
 export class BufferImageReader implements ImageReader {
-  readonly direct = false;
-  readonly alignment = 1;
+  readonly alignment: number;
   reads: { position: number; length: number }[] = [];
-  constructor(readonly image: Buffer, readonly path = '/dev/fake-image') {}
+  /** `direct`: behave like an O_DIRECT reader (the copy engine then uses page-aligned buffers and O_DIRECT writes). */
+  constructor(readonly image: Buffer, readonly path = '/dev/fake-image', readonly direct = false) {
+    this.alignment = direct ? 512 : 1;
+  }
   get size(): bigint {
     return BigInt(this.image.length);
   }
@@ -61,6 +63,7 @@ export interface FakeBackupArgs {
   parent?: number | null;
   chunkSize?: number;
   devicePath?: string;
+  direct?: boolean;
 }
 
 export const GENERATION = '11111111-2222-3333-4444-555555555555';
@@ -73,7 +76,7 @@ export async function fakeBackup(a: FakeBackupArgs): Promise<Manifest> {
   const writer = await a.repo.beginPoint(ref);
   const runs = a.map ? scanChangedRuns(a.map, a.since as number, blockCount) : scanChangedRuns(new Uint8Array(blockCount), -1, blockCount);
   try {
-    await copyBlocks({ reader: new BufferImageReader(a.image), sink: writer, runs, blockSize: a.blockSize, capacity, chunkSize: a.chunkSize });
+    await copyBlocks({ reader: new BufferImageReader(a.image, '/dev/fake-image', a.direct ?? false), sink: writer, runs, blockSize: a.blockSize, capacity, chunkSize: a.chunkSize });
     const now = new Date().toISOString();
     return await writer.commit({
       kind: a.map ? 'incremental' : 'full',

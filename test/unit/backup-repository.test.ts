@@ -7,6 +7,7 @@ import { restorePoint } from '../../lib/backup/restore';
 import { verifyRepository } from '../../lib/backup/verify';
 import { copyBlocks } from '../../lib/backup/copy';
 import { RepositoryLock } from '../../lib/backup/lock';
+import { encodeManifest } from '../../lib/backup/format';
 import { BufferImageReader, fakeBackup, patternImage, tempDir } from './backup-helpers';
 
 const BS = 65536;
@@ -81,14 +82,15 @@ describe('repository', () => {
         fc.integer({ min: 1, max: 20 }).map((blocks) => blocks * BS - (blocks > 1 ? 4096 : 0)),
         fc.array(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 3 * BS }), fc.boolean()), { maxLength: 6 }), { minLength: 1, maxLength: 4 }),
         fc.constantFrom(BS, 2 * BS, 8 << 20),
-        async (size, rounds, chunkSize) => {
+        fc.boolean(),
+        async (size, rounds, chunkSize, direct) => {
           const d = tempDir();
           try {
             const repo = await Repository.open(path.join(d, 'repo'), { create: true });
             const image = patternImage(size, size);
             const map = new Uint8Array(Math.ceil(size / BS));
             const states = [Buffer.from(image)];
-            await fakeBackup({ repo, image, blockSize: BS, map: null, since: null, changesNumber: 1, chunkSize });
+            await fakeBackup({ repo, image, blockSize: BS, map: null, since: null, changesNumber: 1, chunkSize, direct });
             let c = 1;
             for (const writes of rounds) {
               for (const [off, len, zero] of writes) {
@@ -96,7 +98,7 @@ describe('repository', () => {
                 const n = Math.min(len, size - o);
                 write(image, map, c + 1, o, zero ? Buffer.alloc(n) : patternImage(n, off + len, 0));
               }
-              const m = await fakeBackup({ repo, image, blockSize: BS, map, since: c, changesNumber: c + 1, chunkSize });
+              const m = await fakeBackup({ repo, image, blockSize: BS, map, since: c, changesNumber: c + 1, chunkSize, direct });
               c++;
               const changed = [...map].filter((x) => x > c - 1).length;
               expect(m.blocks).toBe(changed);
@@ -231,6 +233,13 @@ describe('damaged repositories', () => {
       const f = path.join(p, 'manifest.json');
       fs.writeFileSync(f, fs.readFileSync(f, 'utf8').replace(/"capacity": \d+/, '"capacity": 999999999999'));
     }, /manifest\.json: manifest checksum mismatch/],
+    ['re-signed manifest claiming a bigger device', (p) => {
+      const f = path.join(p, 'manifest.json');
+      const { manifestSha256: _x, ...body } = JSON.parse(fs.readFileSync(f, 'utf8'));
+      body.capacity *= 64;
+      body.blockCount *= 64;
+      fs.writeFileSync(f, encodeManifest(body));
+    }, /index: index header does not belong to this point's manifest/],
     ['missing manifest', (p) => fs.rmSync(path.join(p, 'manifest.json')), /manifest\.json: missing/],
     ['truncated index', (p) => fs.truncateSync(path.join(p, 'index'), 64 + 48), /index: is 112 bytes.*truncated/],
     ['truncated data', (p) => fs.truncateSync(path.join(p, 'data'), 10), /data: is 10 bytes.*truncated/],

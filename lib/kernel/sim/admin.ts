@@ -16,7 +16,7 @@ import {
 } from './model';
 import { BLKSNAP_EVENT_CODE } from '../../../ioctl-defs';
 import type {
-  DiffStorageRecord, HazardRecord, ImageRecord, ModuleParameters, SetlogRecord,
+  DiffStorageRecord, HazardRecord, ImageMode, ImageRecord, ModuleParameters, SetlogRecord,
 } from './state';
 import { emptyState } from './state';
 import type { FlavourName } from '../../../ioctl-defs';
@@ -72,6 +72,7 @@ export interface SimStateView {
   flavour: FlavourName | null;
   params: ModuleParameters;
   hz: number;
+  imageMode: ImageMode;
   devices: SimDeviceView[];
   /** In creation order. */
   snapshots: SimSnapshotView[];
@@ -101,6 +102,8 @@ export interface SimAdmin {
   setModuleParameters(params: Partial<ModuleParameters>): Promise<ModuleParameters>;
   /** Kernel tick rate for WAIT_EVENT's jiffies (default 250). */
   setHz(hz: number): Promise<void>;
+  /** How TAKE keeps image content: 'copy' (default, exact) or 'cow' (cheap; see ImageMode). */
+  setImageMode(mode: ImageMode): Promise<void>;
   state(): Promise<SimStateView>;
   /** The tracker's maps of a device (live = being written, read = what CBTMAP returns). */
   cbtMaps(path: string): Promise<{ live: Buffer; read: Buffer } | null>;
@@ -237,6 +240,14 @@ export class SimAdminImpl implements SimAdmin {
     });
   }
 
+  async setImageMode(mode: ImageMode): Promise<void> {
+    if (mode !== 'copy' && mode !== 'cow') throw new UsageError(`image mode "${String(mode)}" is not copy or cow`);
+    this.kernel.run((tx) => {
+      tx.state.imageMode = mode;
+      tx.touch();
+    });
+  }
+
   async state(): Promise<SimStateView> {
     const s = this.kernel.store.readState();
     const tracker = (id: string | null): SimTrackerView | null => {
@@ -257,6 +268,7 @@ export class SimAdminImpl implements SimAdmin {
       flavour: s.flavour,
       params: { ...s.params },
       hz: s.hz,
+      imageMode: s.imageMode ?? 'copy',
       devices: Object.values(s.devices).map((d) => ({
         path: d.path, major: d.major, minor: d.minor, stableId: d.uuid, parent: d.parent, mountpoint: d.mountpoint,
         declared: d.declared, tracker: tracker(d.trackerId),

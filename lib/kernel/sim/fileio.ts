@@ -114,23 +114,16 @@ export function readFully(fd: number, buf: Buffer, length: number, position: num
   return done;
 }
 
-/** Hashes of the units covering [start, end) read back from the file, written into `hashes`. */
-export function rehashRange(fd: number, size: number, unitShift: number, hashes: Buffer, start: number, end: number): Buffer {
+/** Hashes of units [firstUnit, endUnit) read back from the file. */
+export function hashUnits(fd: number, size: number, unitShift: number, firstUnit: number, endUnit: number): Buffer {
   const unit = 2 ** unitShift;
-  const units = unitCount(size, unitShift);
-  let out = hashes;
-  if (out.length < units * HASH_BYTES) {
-    out = Buffer.alloc(units * HASH_BYTES);
-    hashes.copy(out, 0, 0, Math.min(hashes.length, out.length));
-  } else if (out.length > units * HASH_BYTES) {
-    out = Buffer.from(out.subarray(0, units * HASH_BYTES));
-  }
+  const out = Buffer.alloc((endUnit - firstUnit) * HASH_BYTES);
   const piece = Buffer.allocUnsafe(unit);
-  for (let u = Math.floor(start / unit); u < Math.min(units, Math.ceil(end / unit)); u++) {
+  for (let u = firstUnit; u < endUnit; u++) {
     const len = Math.min(unit, size - u * unit);
     const got = readFully(fd, piece, len, u * unit);
     if (got < len) piece.fill(0, got, len);
-    unitHash(piece.subarray(0, len), out, u * HASH_BYTES);
+    unitHash(piece.subarray(0, len), out, (u - firstUnit) * HASH_BYTES);
   }
   return out;
 }

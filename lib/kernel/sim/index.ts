@@ -18,7 +18,7 @@ export type {
   SimAdmin, SimStateView, SimDeviceView, SimTrackerView, SimSnapshotView, SimMemberView, SimEventView, SimInjectedEvent,
 } from './admin';
 export { DEFAULT_PARAMETERS, DEFAULT_HZ, DEVICE_MAJOR, IMAGE_MAJOR } from './state';
-export type { ModuleParameters, HazardRecord, DiffStorageRecord, ImageRecord, SetlogRecord } from './state';
+export type { ModuleParameters, HazardRecord, DiffStorageRecord, ImageRecord, ImageMode, SetlogRecord } from './state';
 
 export interface SimPlatformOptions {
   /** State directory (default: defaultSimDir()). */

@@ -15,11 +15,11 @@ import { BLKSNAP_EVENT_CODE, blksnap_event_corrupted, blksnap_event_no_space, SE
 import type { FlavourName } from '../../../ioctl-defs';
 import {
   DEVICE_MAJOR, IMAGE_MAJOR,
-  type DeviceRecord, type DiffStorageRecord, type EventRecord, type ImageRecord, type MemberRecord,
+  type DeviceRecord, type DiffStorageRecord, type EventRecord, type ImageMode, type ImageRecord, type MemberRecord,
   type ModuleParameters, type SimState, type SnapshotRecord, type TrackerRecord,
 } from './state';
 import type { Transaction } from './store';
-import { copyNonZeroUnits, HASH_BYTES, rehashRange, scanFile, zeroHashes } from './fileio';
+import { copyNonZeroUnits, HASH_BYTES, hashUnits, readFully, scanFile, unitCount, zeroHashes } from './fileio';
 
 /** An ioctl's errno answer. */
 export class KernelAnswer extends Error {
@@ -34,6 +34,7 @@ const answer = (errno: string, hint?: string): never => {
 };
 
 const ENOSPC = 28;
+const EIO = 5;
 const U64_MASK = (1n << 64n) - 1n;
 /** "Writes within this long of a scan may share its mtime": file times come from a coarse clock. */
 const RACY_WINDOW_MS = 50;
@@ -93,7 +94,9 @@ export function imageName(flavour: FlavourName | null, major: number, minor: num
 
 const liveMapBlob = (t: TrackerRecord) => `trk-${t.id}.live`;
 const readMapBlob = (t: TrackerRecord) => `trk-${t.id}.read`;
-const hashBlob = (d: DeviceRecord) => `dev-${d.uuid}.hash`;
+/** Content hashes live in segments, so that a small write rewrites one small file. */
+const HASH_SEGMENT_UNITS = 8192;
+const hashSegment = (d: DeviceRecord, k: number) => `dev-${d.uuid}.hash.${k}`;
 const cowBlob = (s: SnapshotRecord, m: MemberRecord) => `cow-${s.id}-${m.trackerId}`;
 
 export function liveMap(tx: Transaction, t: TrackerRecord): Buffer {
@@ -129,6 +132,42 @@ export function readCowBitmap(tx: { blob(name: string): Buffer | null }, s: Snap
   return tx.blob(cowBlob(s, m));
 }
 export const cowBlobName = cowBlob;
+
+/** The baseline's hashes, whole (null when a piece is missing). */
+function loadHashes(tx: Transaction, d: DeviceRecord): Buffer | null {
+  const b = d.baseline;
+  if (!b) return null;
+  const segments = Math.ceil(unitCount(b.size, b.unitShift) / HASH_SEGMENT_UNITS);
+  const parts: Buffer[] = [];
+  for (let k = 0; k < segments; k++) {
+    const part = tx.blob(hashSegment(d, k));
+    if (!part) return null;
+    parts.push(part);
+  }
+  return Buffer.concat(parts);
+}
+
+function storeHashes(tx: Transaction, d: DeviceRecord, hashes: Buffer): void {
+  const segBytes = HASH_SEGMENT_UNITS * HASH_BYTES;
+  const segments = Math.ceil(hashes.length / segBytes);
+  for (let k = 0; k < segments; k++) tx.setBlob(hashSegment(d, k), Buffer.from(hashes.subarray(k * segBytes, (k + 1) * segBytes)));
+  for (let k = segments; fs.existsSync(tx.store.blobPath(hashSegment(d, k))); k++) tx.deleteBlob(hashSegment(d, k));
+}
+
+/** Replaces the hashes of units from `firstUnit` on (inside the baseline's size). */
+function patchHashes(tx: Transaction, d: DeviceRecord, firstUnit: number, hashes: Buffer): boolean {
+  const units = hashes.length / HASH_BYTES;
+  for (let u = firstUnit; u < firstUnit + units;) {
+    const k = Math.floor(u / HASH_SEGMENT_UNITS);
+    const seg = tx.blob(hashSegment(d, k));
+    if (!seg) return false;
+    const segEnd = Math.min((k + 1) * HASH_SEGMENT_UNITS, firstUnit + units);
+    hashes.copy(seg, (u - k * HASH_SEGMENT_UNITS) * HASH_BYTES, (u - firstUnit) * HASH_BYTES, (segEnd - firstUnit) * HASH_BYTES);
+    tx.markBlob(hashSegment(d, k));
+    u = segEnd;
+  }
+  return true;
+}
 
 function deleteTracker(tx: Transaction, t: TrackerRecord): void {
   tx.deleteBlob(liveMapBlob(t));
@@ -243,8 +282,8 @@ export function syncDevice(tx: Transaction, d: DeviceRecord): void {
     const st = statOrNull(d.path);
     if (!st || !st.isFile()) return; // gone: the kernel sees no more writes either
     const b = d.baseline;
-    const oldHashes = b ? tx.blob(hashBlob(d)) : null;
-    if (b && oldHashes && b.unitShift === unitShift && !b.racy && sameFile(st, b)) return;
+    if (b && b.unitShift === unitShift && !b.racy && sameFile(st, b)) return;
+    const oldHashes = b ? loadHashes(tx, d) : null;
     const size = Number(st.size);
     const fd = fs.openSync(d.path, 'r');
     let result;
@@ -261,7 +300,7 @@ export function syncDevice(tx: Transaction, d: DeviceRecord): void {
       fs.closeSync(fd);
     }
     for (const [start, end] of result.changed) applyWrite(tx, d, start, end);
-    tx.setBlob(hashBlob(d), result.hashes);
+    storeHashes(tx, d, result.hashes);
     // The times from before the read: a write during it shows as a change next time.
     recordBaseline(d, st, unitShift, scanStart);
     tx.touch();
@@ -291,8 +330,8 @@ export function setZeroBaseline(tx: Transaction, d: DeviceRecord): void {
   const st = statOrNull(d.path);
   if (!st) return;
   const unitShift = baselineUnitShift(tx.state.params);
-  tx.setBlob(hashBlob(d), zeroHashes(Number(st.size), unitShift));
   recordBaseline(d, st, unitShift, Date.now());
+  storeHashes(tx, d, zeroHashes(Number(st.size), unitShift));
   tx.synced.add(d.path);
   tx.touch();
 }
@@ -300,16 +339,25 @@ export function setZeroBaseline(tx: Transaction, d: DeviceRecord): void {
 /** After the sim wrote [start,end) itself: refresh those hashes and the file's times. */
 function refreshBaselineRange(tx: Transaction, d: DeviceRecord, start: number, end: number, scanStart: number): void {
   const st = statOrNull(d.path);
-  if (!st || !d.baseline) return;
-  const hashes = tx.blob(hashBlob(d));
-  if (!hashes) return;
+  const b = d.baseline;
+  if (!st || !b) return;
+  if (Number(st.size) !== b.size) {
+    d.baseline = null; // rescanned at the next look
+    tx.touch();
+    return;
+  }
+  const unit = 2 ** b.unitShift;
+  const first = Math.floor(start / unit);
+  const endUnit = Math.min(unitCount(b.size, b.unitShift), Math.ceil(end / unit));
   const fd = fs.openSync(d.path, 'r');
+  let ok: boolean;
   try {
-    tx.setBlob(hashBlob(d), rehashRange(fd, Number(st.size), d.baseline.unitShift, hashes, start, end));
+    ok = patchHashes(tx, d, first, hashUnits(fd, b.size, b.unitShift, first, endUnit));
   } finally {
     fs.closeSync(fd);
   }
-  recordBaseline(d, st, d.baseline.unitShift, scanStart);
+  if (!ok) d.baseline = null;
+  else recordBaseline(d, st, b.unitShift, scanStart);
   tx.touch();
 }
 
@@ -333,8 +381,12 @@ export function stampRange(map: Buffer, blockShift: number, blockCount: number, 
   return last < n;
 }
 
-/** A write of [start,end) bytes reached the filter of `d`: CBT, then copy-on-write. */
-export function applyWrite(tx: Transaction, d: DeviceRecord, start: number, end: number): void {
+/**
+ * A write of [start,end) bytes reached the filter of `d`: CBT, then
+ * copy-on-write. `before` is true when the device still holds the old data
+ * (a write through the admin API); false for writes found after the fact.
+ */
+export function applyWrite(tx: Transaction, d: DeviceRecord, start: number, end: number, before = false): void {
   if (end <= start) return;
   const t = attachedTracker(tx, d);
   if (t && !t.cbtCorrupted) {
@@ -346,10 +398,10 @@ export function applyWrite(tx: Transaction, d: DeviceRecord, start: number, end:
     tx.markBlob(liveMapBlob(t));
     tx.touch();
   }
-  for (const { snap, member } of cowMembers(tx, d)) copyOnWrite(tx, snap, member, d, start, end);
+  for (const { snap, member } of cowMembers(tx, d)) copyOnWrite(tx, snap, member, d, start, end, before);
 }
 
-function copyOnWrite(tx: Transaction, snap: SnapshotRecord, member: MemberRecord, d: DeviceRecord, start: number, end: number): void {
+function copyOnWrite(tx: Transaction, snap: SnapshotRecord, member: MemberRecord, d: DeviceRecord, start: number, end: number, before: boolean): void {
   const img = member.image!;
   if (img.errorCode !== 0) return;
   const bitmap = cowBitmap(tx, snap, member);
@@ -359,15 +411,40 @@ function copyOnWrite(tx: Transaction, snap: SnapshotRecord, member: MemberRecord
   for (let c = first; c <= last; c++) {
     if (bitmap[c]) continue;
     const sectors = Math.min(chunkBytes, img.sizeBytes - c * chunkBytes) / SECTOR_SIZE;
+    if (img.mode === 'cow' && !before) {
+      // Found after the fact: the old content of this chunk is gone.
+      setCorrupted(tx, snap, member, d, -EIO);
+      break;
+    }
     if (!diffStorageAlloc(tx, snap.storage, Math.ceil(sectors))) {
       setCorrupted(tx, snap, member, d, -ENOSPC);
       break;
     }
+    if (img.mode === 'cow') copyChunk(d.path, img, c);
     bitmap[c] = 1;
     img.copiedChunks++;
   }
   tx.markBlob(cowBlob(snap, member));
   tx.touch();
+}
+
+/** cow images: the chunk's current (old) data from the device into the image file. */
+function copyChunk(device: string, img: ImageRecord, c: number): void {
+  const chunk = 2 ** img.chunkShift;
+  const len = Math.min(chunk, img.sizeBytes - c * chunk);
+  const buf = Buffer.alloc(len);
+  const src = fs.openSync(device, 'r');
+  try {
+    readFully(src, buf, len, c * chunk);
+  } finally {
+    fs.closeSync(src);
+  }
+  const out = fs.openSync(img.file, 'r+');
+  try {
+    fs.writeSync(out, buf, 0, len, c * chunk);
+  } finally {
+    fs.closeSync(out);
+  }
 }
 
 /** diff_storage_alloc + check_halffull (files grow in steps of diff_storage_minimum up to the limit). */
@@ -641,7 +718,8 @@ export function snapshotDestroy(tx: Transaction, idHex: string): void {
   tx.touch();
 }
 
-export function snapshotTake(tx: Transaction, idHex: string, flavour: FlavourName | null): void {
+export function snapshotTake(tx: Transaction, idHex: string, flavour: FlavourName | null, modeOverride?: ImageMode): void {
+  const mode: ImageMode = modeOverride ?? tx.state.imageMode ?? 'copy';
   const snap = findSnapshot(tx.state, idHex);
   if (!snap) answer('ESRCH');
   if (snap!.taken) answer('EALREADY');
@@ -667,6 +745,7 @@ export function snapshotTake(tx: Transaction, idHex: string, flavour: FlavourNam
     const g = chunkGeometry(tx.state.params, capacity);
     const img: ImageRecord = {
       name,
+      mode,
       file: path.join(tx.store.imageDir, name),
       major: IMAGE_MAJOR,
       minor: d.minor,
@@ -676,7 +755,8 @@ export function snapshotTake(tx: Transaction, idHex: string, flavour: FlavourNam
       copiedChunks: 0,
       errorCode: 0,
     };
-    freezeImage(tx, d, img);
+    if (mode === 'copy') freezeImage(tx, d, img);
+    else createEmptyImage(tx, img);
     member.image = img;
     tx.setBlob(cowBlob(snap!, member), Buffer.alloc(img.chunkCount));
   }
@@ -698,13 +778,30 @@ function switchMaps(tx: Transaction, t: TrackerRecord): void {
   tx.touch();
 }
 
-/** The image content: a sparse copy of the device as it is at TAKE. */
-function freezeImage(tx: Transaction, d: DeviceRecord, img: ImageRecord): void {
+function createEmptyImage(tx: Transaction, img: ImageRecord): void {
   const out = fs.openSync(img.file, 'wx', 0o644);
   tx.onAbort(() => fs.rmSync(img.file, { force: true }));
   try {
     fs.ftruncateSync(out, img.sizeBytes);
-    const hashes = tx.blob(hashBlob(d));
+  } finally {
+    fs.closeSync(out);
+  }
+}
+
+/** The image content: a copy of the device as it is at TAKE (a reflink where the filesystem can, else sparse). */
+function freezeImage(tx: Transaction, d: DeviceRecord, img: ImageRecord): void {
+  tx.onAbort(() => fs.rmSync(img.file, { force: true }));
+  try {
+    fs.copyFileSync(d.path, img.file, fs.constants.COPYFILE_FICLONE_FORCE | fs.constants.COPYFILE_EXCL);
+    fs.truncateSync(img.file, img.sizeBytes);
+    return;
+  } catch {
+    fs.rmSync(img.file, { force: true }); // no reflinks here (ext4, tmpfs): copy the data
+  }
+  const out = fs.openSync(img.file, 'wx', 0o644);
+  try {
+    fs.ftruncateSync(out, img.sizeBytes);
+    const hashes = loadHashes(tx, d);
     const src = fs.openSync(d.path, 'r');
     try {
       if (d.baseline && hashes && d.baseline.size >= img.sizeBytes) {
@@ -742,7 +839,7 @@ export function writeThroughDevice(tx: Transaction, d: DeviceRecord, offset: num
   const size = Number(st.size);
   if (offset < 0 || offset + data.length > size) throw new RangeError(`${d.path}: write of ${data.length} bytes at ${offset} is past the end of the device (${size} bytes)`);
   syncDevice(tx, d);
-  applyWrite(tx, d, offset, offset + data.length);
+  applyWrite(tx, d, offset, offset + data.length, true);
   const scanStart = Date.now();
   const fd = fs.openSync(d.path, 'r+');
   try {
@@ -764,7 +861,7 @@ export function writeThroughImage(tx: Transaction, snap: SnapshotRecord, member:
   if (offset < 0 || offset + data.length > img.sizeBytes) throw new RangeError(`${img.file}: write past the end of the image`);
   const d = tx.state.devices[member.device];
   const t = tx.state.trackers[member.trackerId];
-  copyOnWrite(tx, snap, member, d, offset, offset + data.length);
+  copyOnWrite(tx, snap, member, d, offset, offset + data.length, true);
   if (member.image!.errorCode !== 0) throw new KernelAnswer('EIO');
   if (t && !t.cbtCorrupted) {
     const s = BigInt(Math.floor(offset / SECTOR_SIZE));

@@ -201,7 +201,7 @@ class SimImageReader implements ImageReader {
     const want = Math.min(length, avail);
     const tracker = state.trackers[found.member.trackerId];
     let got: number;
-    if (tracker && tracker.attached) {
+    if (tracker && tracker.attached && img.mode !== 'cow') {
       got = readFully(this.fd, buf, want, Number(position));
     } else {
       got = this.readDetached(buf, want, Number(position), found.member.device, cowBlobName(found.snap, found.member), img.chunkShift);
@@ -209,6 +209,7 @@ class SimImageReader implements ImageReader {
     if (got < length) throw shortRead(this.path, got, length, position);
   }
 
+  /** Copied chunks from the image file, the others from the original (cow images, and any image after DETACH). */
   private readDetached(buf: Buffer, want: number, position: number, device: string, cowBlob: string, chunkShift: number): number {
     let bitmap: Buffer | null = null;
     try {
@@ -217,7 +218,12 @@ class SimImageReader implements ImageReader {
       bitmap = null;
     }
     const chunk = 2 ** chunkShift;
-    const dev = fs.openSync(device, 'r');
+    let dev: number;
+    try {
+      dev = fs.openSync(device, 'r');
+    } catch {
+      throw new SyscallError('EIO', 'read', this.path); // the original disk is gone
+    }
     try {
       let done = 0;
       while (done < want) {

@@ -96,9 +96,19 @@ export interface DiffStorageRecord {
   overflow: boolean;
 }
 
+/**
+ * How an image keeps the content of TAKE.
+ * copy: a sparse copy of the device made at TAKE (exact whoever writes later).
+ * cow: chunks are copied on first write the sim sees, as the kernel does; a
+ *   write by another program to a chunk not yet copied is found too late (its
+ *   old data is gone) and corrupts the image with -EIO. Cheap for big devices.
+ */
+export type ImageMode = 'copy' | 'cow';
+
 export interface ImageRecord {
   /** The disk name SNAPSHOTINFO reports. */
   name: string;
+  mode: ImageMode;
   /** Absolute path of the frozen image file. */
   file: string;
   major: number;
@@ -157,6 +167,8 @@ export interface SimState {
   flavour: FlavourName | null;
   params: ModuleParameters;
   hz: number;
+  /** Default image mode for TAKE ($BLKSNAP_SIM_IMAGES of the taking process wins). */
+  imageMode: ImageMode;
   nextMinor: number;
   devices: Record<string, DeviceRecord>;
   trackers: Record<string, TrackerRecord>;
@@ -172,6 +184,7 @@ export function emptyState(): SimState {
     flavour: null,
     params: { ...DEFAULT_PARAMETERS },
     hz: DEFAULT_HZ,
+    imageMode: 'copy',
     nextMinor: 0,
     devices: {},
     trackers: {},

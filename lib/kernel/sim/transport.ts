@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as defs from '../../../ioctl-defs';
 import type { FlavourName, IoctlDef } from '../../../ioctl-defs';
-import { SyscallError, errnoName } from '../../errors';
+import { SyscallError } from '../../errors';
 import { PinnedUserMemory } from '../../ioctl/user-memory';
 import type { IoctlTransport, OpenOptions, UserMemory } from '../../ioctl/types';
 import type { SimKernel } from './kernel';
@@ -49,12 +49,6 @@ interface OpenFile { path: string; kind: FileKind; canonical: string | null; exc
 
 interface WaitRequest { idHex: string; deadline: number; arg: Buffer }
 
-/** Linux numbers of the errnos Node does not name (the real transport reports them as `E<n>`). */
-const UNNAMED_ERRNO: Record<string, number> = { ENOTBLK: 15 };
-function errnoAsTransportNames(name: string): string {
-  const n = UNNAMED_ERRNO[name];
-  return n === undefined ? name : errnoName(n);
-}
 
 const ESTR = (errno: string, hint?: string): never => {
   throw new KernelAnswer(errno, hint);
@@ -156,7 +150,7 @@ export class SimTransport implements IoctlTransport {
     if (request.number === IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT.number && file.kind === 'control') {
       const w = this.call(file, request, () => this.waitStart(arg));
       for (;;) {
-        const r = this.call(file, request, () => this.waitPoll(w, false));
+        const r = this.call(file, request, () => this.waitPoll(w));
         if (r !== null) return r;
         sleepSync(Math.min(WAIT_POLL_MS, Math.max(1, w.deadline - Date.now())));
       }
@@ -171,7 +165,7 @@ export class SimTransport implements IoctlTransport {
       // Polls the shared state with short sleeps: the event loop stays free.
       const w = this.call(file, request, () => this.waitStart(arg));
       for (;;) {
-        const r = this.call(file, request, () => this.waitPoll(w, false));
+        const r = this.call(file, request, () => this.waitPoll(w));
         if (r !== null) return r;
         await new Promise((resolve) => setTimeout(resolve, Math.min(WAIT_POLL_MS, Math.max(1, w.deadline - Date.now()))));
       }
@@ -191,7 +185,7 @@ export class SimTransport implements IoctlTransport {
     try {
       return fn();
     } catch (err) {
-      if (err instanceof KernelAnswer) throw new SyscallError(errnoAsTransportNames(err.errno), request.name, file.path, err.hint);
+      if (err instanceof KernelAnswer) throw new SyscallError(err.errno, request.name, file.path, err.hint);
       throw err;
     }
   }
@@ -237,7 +231,9 @@ export class SimTransport implements IoctlTransport {
       }
       case IOCTL_BLKSNAP_SNAPSHOT_TAKE.number: {
         const idHex = blksnap_uuid.decode(arg).b.toString('hex');
-        this.tx((tx) => snapshotTake(tx, idHex, tx.state.flavour));
+        const env = process.env.BLKSNAP_SIM_IMAGES;
+        const mode = env === 'copy' || env === 'cow' ? env : undefined;
+        this.tx((tx) => snapshotTake(tx, idHex, tx.state.flavour, mode));
         return 0;
       }
       case IOCTL_BLKSNAP_SNAPSHOT_COLLECT.number:
@@ -325,7 +321,7 @@ export class SimTransport implements IoctlTransport {
   }
 
   /** 0 when an event was delivered, ENOENT at the deadline, null to keep waiting. */
-  private waitPoll(w: WaitRequest, _sync: boolean): number | null {
+  private waitPoll(w: WaitRequest): number | null {
     if (w.deadline === -1) return 0;
     const state = this.kernel.store.readState();
     const snap = findSnapshot(state, w.idHex);
@@ -446,13 +442,12 @@ export class SimTransport implements IoctlTransport {
 
   private detachNamed(tx: Transaction, canonical: string, name: string, op: string): void {
     const d = registerDevice(tx, canonical, false);
-    const t = trackerForCtl(tx, d); // ENOENT: nothing attached
+    trackerForCtl(tx, d); // ENOENT: nothing attached
     if (name !== BLKSNAP_FILTER_NAME) {
       // §7: the real module answers EINVAL and is corrupted (the next ATTACH crashes the kernel).
       recordHazard(tx, op, canonical, `DETACH with filter name "${name}": a real kernel would now be corrupted`);
       ESTR('EINVAL');
     }
-    void t;
     detach(tx, d);
   }
 
