@@ -224,14 +224,9 @@ const deviceInAnotherSnapshot: Scenario = {
   },
 };
 
-/**
- * The exit code of this refusal: lib/cli/exit-codes.ts lists "diff storage on
- * a snapshotted device" under 6 (conflict), snapshot create documents it
- * under 2 (bad diff storage). Either is a refusal by the tool; anything else
- * (0, or a kernel error) is not.
- */
+/** A difference storage on a snapshotted device is a bad --diff-storage argument: exit 2 (usage), before any request. */
 function refused(r: CommandResult, what: string): CommandResult {
-  check(r.code === 6 || r.code === 2, `${what}: expected a refusal (exit 6, or 2), got exit ${r.code}: ${r.stderr.trim()}`);
+  check(r.code === 2, `${what}: expected the tool's refusal (exit 2), got exit ${r.code}: ${r.stderr.trim()}`);
   check(/diff|storage/i.test(r.stderr), `${what}: the message does not mention the difference storage: ${r.stderr.trim()}`);
   return r;
 }
