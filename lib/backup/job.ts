@@ -219,8 +219,8 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
       const capacity = Number(cbt.capacity);
       let runs: Uint32Array;
       if (decision.mode === 'full') {
-        runs = scanChangedRuns(new Uint8Array(0), -1, 0);
-        runs = cbt.blockCount > 0 ? Uint32Array.from([0, cbt.blockCount]) : runs;
+        // Every tracking block; the map is not needed.
+        runs = Uint32Array.from(cbt.blockCount > 0 ? [0, cbt.blockCount] : []);
       } else {
         const map = await client.readCbtMap(cbt);
         runs = scanChangedRuns(map, (decision.parent as Manifest).changesNumber, cbt.blockCount);

@@ -33,7 +33,8 @@ export interface ChangedRangesOptions {
   maxRangeLength?: number;
 }
 
-const LANES_HIGH = 0x80808080;
+// As int32 (the word view is an Int32Array so every value stays a small integer for V8).
+const LANES_HIGH = 0x80808080 | 0;
 const LANES_LOW7 = 0x7f7f7f7f;
 const LANES_ONE = 0x01010101;
 
@@ -88,10 +89,10 @@ export function scanChangedRuns(map: Uint8Array, since: number, limit = map.leng
   const misalign = (4 - (map.byteOffset & 3)) & 3;
   const head = misalign <= n ? misalign : n;
   const wordCount = (n - head) >>> 2;
-  const words = wordCount > 0 ? new Uint32Array(map.buffer, map.byteOffset + head, wordCount) : new Uint32Array(0);
+  const words = wordCount > 0 ? new Int32Array(map.buffer, map.byteOffset + head, wordCount) : new Int32Array(0);
   const tailStart = head + wordCount * 4;
   const low = since < 128;
-  const k = (low ? 127 - since : 255 - since) * LANES_ONE;
+  const k = ((low ? 127 - since : 255 - since) * LANES_ONE) | 0;
 
   let runStart = -1;
   for (let i = 0; i < head; i++) {
@@ -100,7 +101,7 @@ export function scanChangedRuns(map: Uint8Array, since: number, limit = map.leng
   for (let w = 0; w < wordCount; w++) {
     const x = words[w];
     // Lane mask of bytes > since (see above).
-    const m = low ? (((x & LANES_LOW7) + k) | x) & LANES_HIGH : ((x & LANES_LOW7) + k) & x & LANES_HIGH;
+    const m = low ? ((((x & LANES_LOW7) + k) | 0) | x) & LANES_HIGH : (((x & LANES_LOW7) + k) | 0) & x & LANES_HIGH;
     if (m === 0) {
       if (runStart >= 0) { push(runStart, head + w * 4 - runStart); runStart = -1; }
     } else if (m === LANES_HIGH) {

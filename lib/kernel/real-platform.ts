@@ -222,7 +222,8 @@ export async function waitForImageNode(imageName: string, timeoutMs: number): Pr
 
 /** A reader that reads exactly what it is asked for; O_DIRECT with aligned bounce buffers where the device allows it. */
 class BlockImageReader implements ImageReader {
-  private bounce: { buf: Buffer; size: number } | null = null;
+  /** Aligned bounce buffers not in use; each read in flight holds its own. */
+  private readonly idleBounces: Buffer[] = [];
 
   constructor(
     private readonly transport: IoctlTransport,
@@ -233,15 +234,18 @@ class BlockImageReader implements ImageReader {
     readonly alignment: number,
   ) {}
 
-  /** A buffer of `size` bytes whose address is a multiple of `alignment` (O_DIRECT needs it). */
-  private alignedBuffer(size: number): Buffer {
-    if (this.bounce && this.bounce.size >= size) return this.bounce.buf.subarray(0, size);
+  /**
+   * A buffer of at least `size` bytes whose address is a multiple of
+   * `alignment` (O_DIRECT needs it), owned by the caller until it gives it
+   * back: concurrent reads must never share one.
+   */
+  private takeBounce(size: number): Buffer {
+    const i = this.idleBounces.findIndex((b) => b.length >= size);
+    if (i >= 0) return this.idleBounces.splice(i, 1)[0];
     const raw = Buffer.allocUnsafeSlow(size + this.alignment);
     const addr = this.transport.userMemory().pin(raw);
     const skip = Number((BigInt(this.alignment) - (addr % BigInt(this.alignment))) % BigInt(this.alignment));
-    const buf = raw.subarray(skip, skip + size);
-    this.bounce = { buf, size };
-    return buf;
+    return raw.subarray(skip, skip + size);
   }
 
   private isAligned(buf: Buffer, length: number, position: bigint): boolean {
@@ -265,10 +269,14 @@ class BlockImageReader implements ImageReader {
     const start = (position / a) * a;
     const end = ((position + BigInt(length) + a - 1n) / a) * a;
     const span = Number(end - start);
-    const bounce = this.alignedBuffer(span);
-    await this.readExactly(bounce, span, start);
-    const skip = Number(position - start);
-    bounce.copy(buf, 0, skip, skip + length);
+    const bounce = this.takeBounce(span);
+    try {
+      await this.readExactly(bounce, span, start);
+      const skip = Number(position - start);
+      bounce.copy(buf, 0, skip, skip + length);
+    } finally {
+      this.idleBounces.push(bounce);
+    }
   }
 
   private async readExactly(buf: Buffer, length: number, position: bigint): Promise<void> {

@@ -141,6 +141,26 @@ describeAsRoot('real platform: devices', () => {
     }
   });
 
+  test('openImage: concurrent unaligned O_DIRECT reads each get their own bytes', async () => {
+    const content = Buffer.alloc(loop.sizeBytes);
+    for (let i = 0; i < content.length; i += 4) content.writeUInt32LE(i, i);
+    const fd = fs.openSync(loop.path, 'r+');
+    fs.writeSync(fd, content, 0, content.length, 0);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    const reader = await platform.openImage(loop.path, {});
+    try {
+      expect(reader.direct).toBe(true);
+      // Misaligned positions force the bounce path; all reads are in flight at once.
+      const reads = Array.from({ length: 16 }, (_, k) => ({ pos: 1 + k * 65537, len: 40000 + k * 3 }));
+      const bufs = reads.map((r) => Buffer.alloc(r.len + 1).subarray(1));
+      await Promise.all(reads.map((r, k) => reader.read(bufs[k], r.len, BigInt(r.pos))));
+      reads.forEach((r, k) => expect(bufs[k].subarray(0, r.len).equals(content.subarray(r.pos, r.pos + r.len))).toBe(true));
+    } finally {
+      await reader.close();
+    }
+  });
+
   test('openImage: a file that shrinks under the reader gives ShortReadError, not EOF', async () => {
     const file = path.join(tmp, 'shrinks.img');
     fs.writeFileSync(file, Buffer.alloc(1 << 20, 7));
