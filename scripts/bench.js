@@ -4,10 +4,11 @@
  * `npm run bench` — issue 6: the blksnap manager measured side by side with
  * baselines, all in one run on this machine (docs/benchmarks.md).
  *
- *   node scripts/bench.js [--quick] [--json] [--dir DIR] [--only LIST]
+ *   node scripts/bench.js [--quick] [--json] [--json-file FILE] [--dir DIR] [--only LIST]
  *
  * --quick   small sizes (256 MiB device, 1 GiB memory case) for development
  * --json    the results as one JSON document on stdout (progress on stderr)
+ * --json-file  also write that JSON document to FILE (with the table on stdout)
  * --dir     parent of the temp directory (default $TMPDIR or /tmp)
  * --only    comma list of sections: cbt,startup,copy,memory (copy = 1, 2, 4)
  *
@@ -32,15 +33,16 @@ const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'blksnap');
 
 function parseArgs(argv) {
-  const opts = { quick: false, json: false, dir: os.tmpdir(), only: null };
+  const opts = { quick: false, json: false, jsonFile: null, dir: os.tmpdir(), only: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--json') opts.json = true;
+    else if (a === '--json-file') opts.jsonFile = argv[++i];
     else if (a === '--dir') opts.dir = argv[++i];
     else if (a === '--only') opts.only = new Set(String(argv[++i]).split(','));
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: node scripts/bench.js [--quick] [--json] [--dir DIR] [--only cbt,startup,copy,memory]\n');
+      process.stdout.write('usage: node scripts/bench.js [--quick] [--json] [--json-file FILE] [--dir DIR] [--only cbt,startup,copy,memory]\n');
       process.exit(0);
     } else {
       process.stderr.write(`bench: unknown argument ${a}\n`);
@@ -416,6 +418,7 @@ async function main() {
   notes.push('restore and dd baselines write to the same filesystem as they read from; cp is timed with a sync of its copy, dd with oflag=direct');
   const doc = { hardware: hw, sizes, quick: opts.quick, results, notes, details, runSeconds: round((Date.now() - startedMs) / 1000, 1) };
   resources.cleanup();
+  if (opts.jsonFile) fs.writeFileSync(opts.jsonFile, JSON.stringify(doc, null, 2) + '\n');
   if (opts.json) process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   else process.stdout.write(table(hw, sizes, startedMs));
   return results.some((r) => r.result === 'ERROR') ? 1 : 0;

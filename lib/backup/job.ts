@@ -119,13 +119,20 @@ export async function decideMode(repo: Repository, key: string, cbt: CbtInfo, mo
     return impossible(`the newest point's chain is damaged: ${err.message}`);
   }
   const m = last.manifest;
-  if (m.generationId !== cbt.generationId) return impossible('change tracker generation changed (tracker was reset or the machine rebooted)');
-  if (m.blockSize !== cbt.blockSize) return impossible(`tracking block size changed (from ${m.blockSize} to ${cbt.blockSize} bytes)`);
-  if (m.capacity !== Number(cbt.capacity)) return impossible(`device capacity changed (from ${m.capacity} to ${cbt.capacity} bytes)`);
+  const mismatch = trackerMismatch(m, cbt);
+  if (mismatch) return impossible(mismatch);
   if (cbt.changesNumber <= m.changesNumber) {
     return impossible(`the tracker's changes number (${cbt.changesNumber}) is not past the last backup's (${m.changesNumber})`);
   }
   return { mode: 'incremental', reason: `incremental since point ${m.point} (changes number ${m.changesNumber})`, parent: m };
+}
+
+/** Why the tracker no longer continues the one that made point `m` (blksnap-abi.md §4), or null. */
+function trackerMismatch(m: Manifest, cbt: CbtInfo): string | null {
+  if (m.generationId !== cbt.generationId) return 'change tracker generation changed (tracker was reset or the machine rebooted)';
+  if (m.blockSize !== cbt.blockSize) return `tracking block size changed (from ${m.blockSize} to ${cbt.blockSize} bytes)`;
+  if (m.capacity !== Number(cbt.capacity)) return `device capacity changed (from ${m.capacity} to ${cbt.capacity} bytes)`;
+  return null;
 }
 
 function abortError(signal: AbortSignal): Error {
@@ -167,8 +174,12 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   const lock = await repo.lock({ command: `blksnap backup ${options.devices.join(' ')}`, warn: (message) => emit({ type: 'warning', message }) });
   let session: SnapshotSession | null = null;
   const work: DeviceWork[] = [];
+  let succeeded = false;
   try {
     // What killed runs left: temp points of this repository, snapshots whose creator is gone.
+    // A failed first backup of another process discards the repository it created, under the lock:
+    // one that opened it just before must not write into what is left.
+    await Repository.open(repo.dir);
     const removedTemps = await repo.removeStaleTemps();
     const cleaned = await cleanupSnapshots(kernel);
     if (removedTemps.length || cleaned.destroyed.length) emit({ type: 'cleanup', destroyedSnapshots: cleaned.destroyed, removedTemps });
@@ -183,8 +194,16 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     if (mode === 'incremental') {
       for (const id of identities) {
         const key = deviceKey(id);
-        if (!(await repo.lastPoint(key))) {
+        const last = await repo.lastPoint(key);
+        if (!last) {
           throw new IncrementalImpossibleError(`${id.path}: an incremental backup is impossible: no previous backup of this device in the repository`, { path: id.path, hint: 'run with --mode auto (or --mode full) to make a full backup' });
+        }
+        // A TAKE never brings a generation back: a tracker that already differs refuses here, before hooks,
+        // fsfreeze and a snapshot. (No tracker, or a CBTINFO error, is left to the check after the TAKE.)
+        const now = last.manifest ? await kernel.device(id.path).cbtInfo().catch(() => null) : null;
+        const mismatch = last.manifest && now ? trackerMismatch(last.manifest, now) : null;
+        if (mismatch) {
+          throw new IncrementalImpossibleError(`${id.path}: an incremental backup is impossible: ${mismatch}`, { path: id.path, hint: 'run with --mode auto (or --mode full) to make a full backup' });
         }
       }
     }
@@ -318,6 +337,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
         durationMs: Date.now() - w.started,
       });
     }
+    succeeded = true;
     return {
       repository: repo.dir,
       snapshotId: session.id.toString(),
@@ -333,7 +353,10 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     if (session) {
       await session.destroy().catch((err) => emit({ type: 'warning', message: `could not destroy snapshot ${session?.id}: ${err instanceof Error ? err.message : err}` }));
     }
+    // A failed first backup leaves no empty repository behind (no side effects on error).
+    const discarded = succeeded ? null : await repo.discardIfCreated().catch(() => null);
     await lock.release().catch(() => undefined);
+    await discarded?.afterUnlock().catch(() => undefined);
   }
 }
 

@@ -71,6 +71,13 @@ export interface OpenOptions {
 }
 
 export class Repository {
+  /**
+   * Set when this open() created the repository: the topmost directory it
+   * made (null when it initialised an existing empty directory), so a first
+   * backup that fails can leave the disk as it found it (discardIfCreated).
+   */
+  private created: { topDir: string | null } | null = null;
+
   private constructor(readonly dir: string, readonly info: RepositoryInfo) {}
 
   /**
@@ -98,12 +105,13 @@ export class Repository {
       throw new NotFoundError(`no blksnap repository at ${abs} (no ${REPOSITORY_FILE})`, { path: abs, hint: 'check --repo; a repository is created by the first `blksnap backup`' });
     }
     let existing: string[] = [];
+    let topDir: string | null = null;
     try {
       existing = await fsp.readdir(abs);
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
-      await fsp.mkdir(path.dirname(abs), { recursive: true, mode: DIR_MODE });
-      await mkdirPrivate(abs);
+      topDir = (await fsp.mkdir(path.dirname(abs), { recursive: true, mode: DIR_MODE })) ?? null;
+      if ((await mkdirPrivate(abs)) && topDir === null) topDir = abs;
     }
     if (existing.length > 0) {
       throw new UsageError(`${abs} is not empty and not a blksnap repository (no ${REPOSITORY_FILE})`, { path: abs, hint: 'give --repo an empty or new directory' });
@@ -112,7 +120,41 @@ export class Repository {
     await mkdirPrivate(path.join(abs, DEVICES_DIR));
     const info: RepositoryInfo = { format: REPOSITORY_FORMAT, version: FORMAT_VERSION, id: crypto.randomUUID(), createdAt: new Date().toISOString() };
     await writeFileAtomic(file, JSON.stringify(info, null, 2) + '\n');
-    return new Repository(abs, info);
+    const repo = new Repository(abs, info);
+    repo.created = { topDir };
+    return repo;
+  }
+
+  /**
+   * Undoes the creation by open() when nothing was committed (a first backup
+   * that failed on bad input must leave no repository behind). Call with the
+   * lock held; `afterUnlock` then removes the directories open() made, once
+   * the lock file is gone. Keeps everything when any device directory exists.
+   */
+  async discardIfCreated(): Promise<{ afterUnlock: () => Promise<void> } | null> {
+    if (!this.created) return null;
+    try {
+      await fsp.rmdir(path.join(this.dir, DEVICES_DIR));
+    } catch {
+      return null; // a point (or something else) is in it: this is a repository now
+    }
+    await fsp.rm(path.join(this.dir, REPOSITORY_FILE), { force: true });
+    const topDir = this.created.topDir;
+    this.created = null;
+    return {
+      afterUnlock: async () => {
+        if (!topDir) return;
+        // rmdir each directory open() made, innermost first; stops at one that is not empty.
+        for (let d = this.dir; ; d = path.dirname(d)) {
+          try {
+            await fsp.rmdir(d);
+          } catch {
+            return;
+          }
+          if (d === topDir || path.dirname(d) === d) return;
+        }
+      },
+    };
   }
 
   lock(options: LockOptions): Promise<RepositoryLock> {

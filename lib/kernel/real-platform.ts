@@ -18,12 +18,16 @@ const SYS_DEV_BLOCK = '/sys/dev/block';
 const BY_ID = '/dev/disk/by-id';
 const IMAGE_POLL_MS = 50;
 
-/** glibc's major()/minor() for a 64-bit dev_t. */
+/**
+ * glibc's major()/minor() for a 64-bit dev_t. Its masks are 32-bit
+ * (`~0xfff` is 0xfffff000 there): with an unbounded bigint `~` the high
+ * bits of the major would leak into the minor.
+ */
 export function devMajor(dev: bigint): number {
-  return Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+  return Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & 0xfffff000n));
 }
 export function devMinor(dev: bigint): number {
-  return Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
+  return Number((dev & 0xffn) | ((dev >> 12n) & 0xffffff00n));
 }
 
 function readSys(p: string): string | null {

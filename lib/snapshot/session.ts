@@ -118,10 +118,10 @@ export class SnapshotSession {
 
     const control = kernel.control();
     const records = recordsOf(kernel);
+    const devices: SnapshotDevice[] = [];
     try {
       await control.version(); // proves the module answers before anything changes
 
-      const devices: SnapshotDevice[] = [];
       for (let i = 0; i < identities.length; i++) {
         const r = await kernel.device(identities[i].path).attach();
         devices.push({ arg: args[i], identity: identities[i], newlyAttached: !r.alreadyAttached, imageName: null, imagePath: null });
@@ -151,6 +151,13 @@ export class SnapshotSession {
         throw err;
       }
       return session;
+    } catch (err) {
+      // A failed create leaves tracking as it found it: trackers this call
+      // started are stopped again (nothing was tracked on them before).
+      for (const d of devices) {
+        if (d.newlyAttached) await kernel.device(d.identity.path).detach().catch(() => undefined);
+      }
+      throw err;
     } finally {
       control.close();
     }

@@ -213,6 +213,23 @@ describe('backup, verify, restore on the simulated kernel', () => {
     expect(v.stdout).toMatch(/point 3 \(full\): ok/);
   }, 60_000);
 
+  test('--mode incremental on a tracker whose generation changed refuses before hooks run or a snapshot is made', async () => {
+    const dev = await makeDevice('regen.img', 2 * MiB, 12);
+    const repo = path.join(tmp, 'repo-regen');
+    await ok(backupArgs(dev, repo));
+    // Stop and restart tracking: the device keeps a tracker, with a new generation.
+    await ok(['detach', dev]);
+    await ok(['attach', dev]);
+    const marker = path.join(tmp, 'regen-pre-hook-ran');
+    const before = tree(repo);
+    const r = await cli(backupArgs(dev, repo, ['--mode', 'incremental', '--pre-hook', `touch ${marker}`]));
+    expect(r.code).toBe(9);
+    expect(JSON.parse(r.stderr).error.message).toBe(`${dev}: an incremental backup is impossible: change tracker generation changed (tracker was reset or the machine rebooted)`);
+    expect(fs.existsSync(marker)).toBe(false);
+    expect(withoutLock(tree(repo))).toEqual(withoutLock(before));
+    expect(await liveSnapshots()).toEqual([]);
+  }, 60_000);
+
   test('an overflow of the difference storage fails the backup with exit 8, commits nothing, leaves no snapshot', async () => {
     const dev = await makeDevice('overflow.img', 8 * MiB, 3);
     const repo = path.join(tmp, 'repo-overflow');
@@ -373,5 +390,28 @@ describe('backup, verify, restore on the simulated kernel', () => {
     expect((await cli(['restore', '--repo', repo, '--device', dev, '--point', 'x', '--to', path.join(tmp, 'x.img')])).code).toBe(2);
     expect((await cli(['verify', '--repo', path.join(tmp, 'no-repo')])).code).toBe(5);
     expect(fs.existsSync(path.join(tmp, 'x.img'))).toBe(false);
+  }, 60_000);
+
+  test('a first backup that fails leaves no repository behind; a failed backup into an existing repository keeps it', async () => {
+    const fresh = path.join(tmp, 'new-parent', 'repo-never');
+    const missing = await cli(backupArgs(path.join(tmp, 'no-such-device.img'), fresh));
+    expect(missing.code).toBe(5);
+    expect(JSON.parse(missing.stderr).error.message).toContain('no-such-device.img');
+    expect(fs.existsSync(path.join(tmp, 'new-parent'))).toBe(false);
+
+    const dev = await makeDevice('first-fail.img', 1 * MiB, 11);
+    const emptyDir = path.join(tmp, 'repo-empty-dir');
+    fs.mkdirSync(emptyDir);
+    const refused = await cli(backupArgs(dev, emptyDir, ['--mode', 'incremental']));
+    expect(refused.code).toBe(9);
+    expect(fs.readdirSync(emptyDir)).toEqual([]); // the directory the user made stays, empty
+    expect(await liveSnapshots()).toEqual([]);
+
+    const repo = path.join(tmp, 'repo-kept');
+    await ok(backupArgs(dev, repo));
+    const before = tree(repo);
+    expect((await cli(backupArgs(path.join(tmp, 'no-such-device.img'), repo))).code).toBe(5);
+    expect(withoutLock(tree(repo))).toEqual(withoutLock(before));
+    expect(fs.existsSync(path.join(repo, 'repository.json'))).toBe(true);
   }, 60_000);
 });

@@ -325,6 +325,14 @@ export function kernelContract(title: string, makeFixture: () => Promise<KernelF
       control.close();
     });
 
+    test('openImage of a path that does not exist is NotFoundError naming it, on every platform', async () => {
+      const missing = `${fx.storageDir}/no-such-image`;
+      const err = await kernel.openImage(missing).catch((e) => e);
+      expect(err).toBeInstanceOf(NotFoundError);
+      expect(err.path).toBe(missing);
+      expect(err.errno).toBe('ENOENT');
+    });
+
     test('waitEvent: no event gives null; abort gives null; a destroyed snapshot gives NotFoundError', async () => {
       const dev = await attached();
       const id = await create();
@@ -352,6 +360,9 @@ export function kernelContract(title: string, makeFixture: () => Promise<KernelF
       for (let i = 0; i < 20 && !ev; i++) ev = await control.waitEvent(id, 500);
       expect(ev).not.toBeNull();
       expect(isOverflowEvent(ev as never)).toBe(true);
+      // §7: exactly one event, code 0 (corrupted) with +ENOSPC; no code-1 event follows.
+      expect(ev).toMatchObject({ code: 'corrupted', errCode: 28 });
+      await expect(control.waitEvent(id, 300)).resolves.toBeNull();
       const info = await kernel.device(dev).snapshotInfo();
       expect(info.errorCode).toBe(-28);
       const reader = await kernel.openImage(info.imagePath as string);

@@ -111,7 +111,11 @@ describe.each(['upstream', 'standalone'] as const)('snapshot session (%s sim)', 
     expect(err.message).toContain('belongs to another snapshot');
     expect(await collect()).toEqual(before);
     expect(recordsOf(fx.kernel).list().map((r) => r.id)).toEqual([holder.id.toString()]);
+    // The failed create stopped the tracker it had started on `a`; `b` keeps its own.
+    await expect(fx.kernel.device(a).cbtInfo()).rejects.toThrow(/no change tracker|not attached|attach/i);
+    await expect(fx.kernel.device(b).cbtInfo()).resolves.toMatchObject({ blockCount: expect.any(Number) });
     // `a` was added to the destroyed snapshot; it is free again.
+    await fx.kernel.device(a).attach();
     const control = fx.kernel.control();
     const probe = await control.createSnapshot(fx.storageDir, 2048n);
     await fx.kernel.device(a).addToSnapshot(probe);

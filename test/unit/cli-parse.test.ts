@@ -1,3 +1,5 @@
+import * as fs from 'fs';
+import * as path from 'path';
 import { UsageError } from '../../lib/errors';
 import { bytesToSectors, parseCount, parseGeneration, parseId, parseRange, parseSizeArg, parseTimeoutMs } from '../../lib/cli/parse';
 import { EXIT_CODES, exitCodeFor, exitCodeForKind, exitCodeForSignal } from '../../lib/cli/exit-codes';
@@ -75,7 +77,27 @@ describe('ranges, ids, counts', () => {
   });
 });
 
+/** The exit codes a document's table lists: from `start` to the next heading. */
+function documentedCodes(file: string, start: RegExp, end: RegExp, row: RegExp): number[] {
+  const text = fs.readFileSync(path.join(__dirname, '..', '..', file), 'utf8');
+  const from = text.search(start);
+  if (from < 0) throw new Error(`${file}: no ${start}`);
+  const rest = text.slice(from).replace(start, '');
+  const stop = rest.search(end);
+  const section = stop < 0 ? rest : rest.slice(0, stop);
+  const codes = new Set<number>();
+  for (const m of section.matchAll(row)) for (const n of m.slice(1).join(' ').match(/\d+/g) ?? []) codes.add(Number(n));
+  return [...codes].sort((a, b) => a - b);
+}
+
 describe('exit codes', () => {
+  test('README, blksnap(8), operations.md and the --help table list the same codes', () => {
+    const all = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 130, 143];
+    expect(documentedCodes('README.md', /^## Exit codes$/m, /^## /m, /^\| (\d+(?: \/ \d+)?) \|/gm)).toEqual(all);
+    expect(documentedCodes('docs/operations.md', /^\*\*Exit status\*\*/m, /^\*\*/m, /^\| (\d+(?:, \d+)?) \|/gm)).toEqual(all);
+    expect(documentedCodes('docs/blksnap.8', /^\.SH EXIT STATUS$/m, /^\.SH /m, /^\.B (\d+)$|\((\d+): SIGTERM\)/gm)).toEqual(all);
+    expect([...new Set(EXIT_CODES.map((r) => r.code))].sort((a, b) => a - b)).toEqual(all.filter((c) => c !== 143));
+  });
   test('the table of the briefing', () => {
     const byKind = Object.fromEntries(EXIT_CODES.map((r) => [r.kind, r.code]));
     expect(byKind).toEqual({

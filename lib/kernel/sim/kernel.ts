@@ -3,18 +3,11 @@
  * API of a process share this object; other processes share the directory.
  */
 import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
 import type { FlavourName } from '../../../ioctl-defs';
 import { isKernelAnswer, syncWatched } from './model';
 import { SimStore, type Transaction } from './store';
 
-export function defaultSimDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.BLKSNAP_SIM_DIR) return path.resolve(env.BLKSNAP_SIM_DIR);
-  if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, 'blksnap-sim');
-  const uid = typeof process.getuid === 'function' ? process.getuid() : os.userInfo().uid;
-  return path.join(os.tmpdir(), `blksnap-sim-${uid}`);
-}
+export { defaultSimDir } from '../detect';
 
 export class SimKernel {
   readonly store: SimStore;

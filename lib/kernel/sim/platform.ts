@@ -116,12 +116,20 @@ export class SimPlatform implements KernelPlatform {
     try {
       fd = fs.openSync(p, 'r');
     } catch (err) {
-      throw new SyscallError((err as NodeJS.ErrnoException).code ?? 'EIO', 'open', p);
+      const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+      // As the real platform words it (real-platform.ts openBlockImage).
+      if (code === 'ENOENT') throw new NotFoundError(`${p}: no such image`, { errno: code, op: 'open', path: p, cause: err });
+      throw new SyscallError(code, 'open', p);
     }
-    const canonical = fs.realpathSync(p);
-    const size = BigInt(capacitySectorsOf(fs.fstatSync(fd).size) * SECTOR);
-    if (this.isImageFile(canonical)) return new SimImageReader(this.kernel, p, canonical, fd, size, !!options.direct);
-    return new FileReader(p, fd, size, !!options.direct);
+    try {
+      const canonical = fs.realpathSync(p);
+      const size = BigInt(capacitySectorsOf(fs.fstatSync(fd).size) * SECTOR);
+      if (this.isImageFile(canonical)) return new SimImageReader(this.kernel, p, canonical, fd, size, !!options.direct);
+      return new FileReader(p, fd, size, !!options.direct);
+    } catch (err) {
+      fs.closeSync(fd); // removed between open and realpath (a DESTROY): no fd left behind
+      throw err;
+    }
   }
 }
 
