@@ -16,6 +16,7 @@ import {
 import { scanChangedRuns } from '../cbt';
 import type { CbtInfo, DeviceIdentity, Kernel, SnapshotEvent } from '../kernel/types';
 import { cleanupSnapshots } from '../snapshot/cleanup';
+import { conflictingDevice } from '../snapshot/diff-storage';
 import { SnapshotSession } from '../snapshot/session';
 import { copyBlocks, runsBytes } from './copy';
 import type { CopyStats } from './copy';
@@ -190,6 +191,12 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     for (const arg of options.devices) {
       const id = await kernel.resolveDevice(arg);
       if (!identities.some((d) => d.path === id.path)) identities.push(id);
+    }
+    // A repository on a device being backed up works, but its own writes fill the
+    // difference storage during the copy and every point contains the earlier ones.
+    const repoDevice = conflictingDevice(await kernel.deviceOfPath(repo.dir), identities);
+    if (repoDevice) {
+      emit({ type: 'warning', message: `the repository ${repo.dir} is on ${repoDevice.path}, which is being backed up: its writes fill the difference storage and each backup contains the earlier ones; keep the repository on another device` });
     }
     if (mode === 'incremental') {
       for (const id of identities) {

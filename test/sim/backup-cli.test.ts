@@ -415,3 +415,17 @@ describe('backup, verify, restore on the simulated kernel', () => {
     expect(fs.existsSync(path.join(repo, 'repository.json'))).toBe(true);
   }, 60_000);
 });
+
+test('a repository on a device being backed up is warned about (and the backup still works)', async () => {
+  const dev = await makeDevice('repo-host.img', 4 * MiB, 77);
+  const mnt = path.join(tmp, 'repo-host-mnt');
+  fs.mkdirSync(mnt);
+  // The simulated device "holds" the directory tree under mnt, like a mounted filesystem.
+  await (await admin()).addDevice(dev, { mountpoint: mnt });
+  const repo = path.join(mnt, 'repo');
+  const r = await ok(['backup', dev, '--repo', repo, '--diff-storage', storage, '--limit', '64M']);
+  expect(r.stderr).toContain(`the repository ${repo} is on ${dev}, which is being backed up`);
+  const other = path.join(tmp, 'repo-elsewhere');
+  const r2 = await ok(['backup', dev, '--repo', other, '--diff-storage', storage, '--limit', '64M']);
+  expect(r2.stderr).not.toContain('which is being backed up');
+});
