@@ -100,6 +100,13 @@ find "$app/node_modules" -depth -type d -empty -delete
 node -e 'const k = require(process.argv[1]); if (typeof k.load !== "function") process.exit(1)' "$koffi" ||
 	die "koffi does not load from the package tree (after trimming $koffi)"
 
+# V8 code cache of the packaged modules (bin/code-cache.js): the installed
+# tree is read-only at run time, so it is made here, by the node that runs
+# the package where possible (V8 ignores a cache made by another build).
+cache_node=/usr/bin/node
+[ -x "$cache_node" ] || cache_node=node
+"$cache_node" "$app/bin/code-cache.js" "$app" >/dev/null || die "could not build the V8 code cache of $app"
+
 mkdir -p "$app/libexec"
 install -m 0755 packaging/blksnap-backup-job "$app/libexec/blksnap-backup-job"
 

@@ -788,7 +788,17 @@ function createEmptyImage(tx: Transaction, img: ImageRecord): void {
   }
 }
 
-/** The image content: a copy of the device as it is at TAKE (a reflink where the filesystem can, else sparse). */
+/**
+ * A device file with (almost) every byte allocated has no holes worth
+ * keeping, so a plain copy costs no extra disk. Sparse devices get the
+ * sparse copy (only non-zero units written), so their images stay sparse.
+ */
+function isDense(file: string, sizeBytes: number): boolean {
+  const st = fs.statSync(file);
+  return st.blocks * 512 >= sizeBytes - Math.floor(sizeBytes / 8);
+}
+
+/** The image content: a copy of the device as it is at TAKE (a reflink where the filesystem can, else a plain copy if dense, else sparse). */
 function freezeImage(tx: Transaction, d: DeviceRecord, img: ImageRecord): void {
   tx.onAbort(() => fs.rmSync(img.file, { force: true }));
   try {
@@ -797,6 +807,14 @@ function freezeImage(tx: Transaction, d: DeviceRecord, img: ImageRecord): void {
     return;
   } catch {
     fs.rmSync(img.file, { force: true }); // no reflinks here (ext4, tmpfs): copy the data
+  }
+  if (isDense(d.path, img.sizeBytes)) {
+    // Nothing worth keeping sparse: an in-kernel copy (copy_file_range, else
+    // sendfile, inside libuv) moves the data without passing it through JS.
+    fs.copyFileSync(d.path, img.file, fs.constants.COPYFILE_EXCL);
+    fs.chmodSync(img.file, 0o644);
+    fs.truncateSync(img.file, img.sizeBytes);
+    return;
   }
   const out = fs.openSync(img.file, 'wx', 0o644);
   try {

@@ -19,6 +19,19 @@ import { SimTransport } from './transport';
 const SECTOR = 512;
 const IMAGE_POLL_MS = 20;
 
+/** Reads up to `length` bytes at `position` on the thread pool (fewer only at end of file). */
+async function readFullyAsync(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
+  let done = 0;
+  while (done < length) {
+    const n = await new Promise<number>((resolve, reject) => {
+      fs.read(fd, buf, done, length - done, position + done, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead)));
+    });
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
 /** realpath of the longest existing prefix, plus the rest (for paths that do not exist yet). */
 function canonicalOf(p: string): string {
   let head = path.resolve(p);
@@ -176,6 +189,9 @@ class SimImageReader implements ImageReader {
   readonly alignment = SECTOR;
   private fd: number | null;
   private deviceStat: string | null = null;
+  /** Asynchronous reads not finished yet: close() waits for them, so their fd number is never reused under them. */
+  private inFlight = 0;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly kernel: SimKernel, readonly path: string, private readonly file: string, fd: number, readonly size: bigint, readonly direct: boolean) {
     this.fd = fd;
@@ -210,7 +226,18 @@ class SimImageReader implements ImageReader {
     const tracker = state.trackers[found.member.trackerId];
     let got: number;
     if (tracker && tracker.attached && img.mode !== 'cow') {
-      got = readFully(this.fd, buf, want, Number(position));
+      // The frozen content: read off the main thread, as the kernel's image
+      // reads are, so a caller's hashing overlaps with the next read.
+      const fd = this.fd;
+      this.inFlight++;
+      try {
+        got = await readFullyAsync(fd, buf, want, Number(position));
+      } finally {
+        this.inFlight--;
+        if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      }
+      // DESTROY while the read was in flight: the image is gone, and a reader of it gets EOF (§7).
+      if (fs.fstatSync(fd).nlink === 0) throw shortRead(this.path, 0, length, position);
     } else {
       got = this.readDetached(buf, want, Number(position), found.member.device, cowBlobName(found.snap, found.member), img.chunkShift);
     }
@@ -250,7 +277,10 @@ class SimImageReader implements ImageReader {
   }
 
   async close(): Promise<void> {
-    if (this.fd !== null) fs.closeSync(this.fd);
+    const fd = this.fd;
     this.fd = null;
+    // As close(2) during a read: the read in progress still completes.
+    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (fd !== null) fs.closeSync(fd);
   }
 }
