@@ -11,7 +11,7 @@
  */
 import * as fsp from 'fs/promises';
 import {
-  BlksnapError, IncrementalImpossibleError, InterruptedError, SnapshotOverflowError, UsageError,
+  BlksnapError, IncrementalImpossibleError, InterruptedError, NotFoundError, SnapshotOverflowError, UsageError,
 } from '../errors';
 import { scanChangedRuns } from '../cbt';
 import type { CbtInfo, DeviceIdentity, Kernel, SnapshotEvent } from '../kernel/types';
@@ -205,10 +205,15 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
         if (!last) {
           throw new IncrementalImpossibleError(`${id.path}: an incremental backup is impossible: no previous backup of this device in the repository`, { path: id.path, hint: 'run with --mode auto (or --mode full) to make a full backup' });
         }
-        // A TAKE never brings a generation back: a tracker that already differs refuses here, before hooks,
-        // fsfreeze and a snapshot. (No tracker, or a CBTINFO error, is left to the check after the TAKE.)
-        const now = last.manifest ? await kernel.device(id.path).cbtInfo().catch(() => null) : null;
-        const mismatch = last.manifest && now ? trackerMismatch(last.manifest, now) : null;
+        // A TAKE never brings a generation back: a tracker that already differs, or none at all (after a
+        // reboot or a detach: attaching would start a new generation), refuses here, before attach, hooks,
+        // fsfreeze and a snapshot. Other CBTINFO errors are left to the check after the TAKE.
+        let mismatch: string | null = null;
+        if (last.manifest) {
+          const now = await kernel.device(id.path).cbtInfo().catch((err) => (err instanceof NotFoundError ? 'no tracker' as const : null));
+          if (now === 'no tracker') mismatch = 'change tracker generation changed (tracker was reset or the machine rebooted)';
+          else if (now) mismatch = trackerMismatch(last.manifest, now);
+        }
         if (mismatch) {
           throw new IncrementalImpossibleError(`${id.path}: an incremental backup is impossible: ${mismatch}`, { path: id.path, hint: 'run with --mode auto (or --mode full) to make a full backup' });
         }

@@ -205,6 +205,8 @@ describe('backup, verify, restore on the simulated kernel', () => {
     expect(refused.stderr).toMatch(/incremental backup is impossible: change tracker generation changed \(tracker was reset or the machine rebooted\)/);
     expect(withoutLock(tree(repo))).toEqual(withoutLock(before));
     expect(await liveSnapshots()).toEqual([]);
+    // Refused before anything was attached: the device is still untracked.
+    expect((await cli(['cbt', 'info', dev])).code).toBe(5);
 
     const human = await ok(['backup', dev, '--repo', repo, '--diff-storage', storage, '--limit', '64M']);
     expect(human.stderr).toMatch(/full backup: change tracker generation changed \(tracker was reset or the machine rebooted\)/);
