@@ -11,7 +11,7 @@
  */
 import * as fsp from 'fs/promises';
 import {
-  BlksnapError, IncrementalImpossibleError, InterruptedError, NotFoundError, SnapshotOverflowError, UsageError,
+  BlksnapError, IncrementalImpossibleError, InterruptedError, LockHeldError, NotFoundError, SnapshotOverflowError, UsageError,
 } from '../errors';
 import { scanChangedRuns } from '../cbt';
 import type { CbtInfo, DeviceIdentity, Kernel, SnapshotEvent } from '../kernel/types';
@@ -326,6 +326,15 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
       }));
     }
     checkAbort(signal);
+    // Publish only while the lock is still ours: if someone removed or broke it
+    // during the copy, another writer may be numbering points in this repository.
+    await lock.refresh().catch((err) => {
+      throw new LockHeldError(`backup failed, nothing was committed: the lock of repository ${repo.dir} was removed while the backup ran`, {
+        path: repo.dir,
+        hint: 'make sure only one backup writes to a repository at a time (a `cleanup --repo` during a running backup removes its lock)',
+        cause: err,
+      });
+    });
     for (let i = 0; i < work.length; i++) {
       const w = work[i];
       await w.writer.publish();

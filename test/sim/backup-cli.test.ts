@@ -431,3 +431,17 @@ test('a repository on a device being backed up is warned about (and the backup s
   const r2 = await ok(['backup', dev, '--repo', other, '--diff-storage', storage, '--limit', '64M']);
   expect(r2.stderr).not.toContain('which is being backed up');
 });
+
+test('a lock removed while the backup runs: nothing is committed, exit 7', async () => {
+  const dev = await makeDevice('lock-gone.img', 2 * MiB, 31);
+  const repo = path.join(tmp, 'repo-lock-gone');
+  await ok(backupArgs(dev, repo));
+  const before = tree(repo);
+  // The post-hook runs after the take, before the copy: it plays an admin removing the lock.
+  const r = await cli(backupArgs(dev, repo, ['--post-hook', `rm -f ${path.join(repo, 'lock')}`]));
+  expect(r.code).toBe(7);
+  expect(JSON.parse(r.stderr).error.message).toMatch(/nothing was committed: the lock of repository .* was removed while the backup ran/);
+  expect(withoutLock(tree(repo))).toEqual(withoutLock(before));
+  expect(await liveSnapshots()).toEqual([]);
+  await ok(['verify', '--repo', repo]);
+});
