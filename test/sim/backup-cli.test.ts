@@ -13,7 +13,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { BIN, ROOT, spawnCli } from '../unit/cli-harness';
+import { BIN, ROOT, spawnCli, simCliEnv } from '../unit/cli-harness';
 import type { CliResult } from '../unit/cli-harness';
 
 const MiB = 1024 * 1024;
@@ -28,14 +28,7 @@ beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'blksnap-backup-'));
   storage = path.join(tmp, 'storage');
   fs.mkdirSync(storage);
-  env = {
-    ...process.env,
-    BLKSNAP_KERNEL: 'sim',
-    BLKSNAP_SIM_DIR: path.join(tmp, 'sim'),
-    BLKSNAP_RUN_DIR: path.join(tmp, 'run'),
-    BLKSNAP_CONFIG: path.join(tmp, 'no-such.conf'),
-  };
-  delete env.BLKSNAP_SIM_FLAVOUR;
+  env = simCliEnv(tmp);
 });
 
 afterAll(() => {

@@ -9,7 +9,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { spawnCli } from '../unit/cli-harness';
+import { spawnCli, simCliEnv } from '../unit/cli-harness';
 import type { CliResult } from '../unit/cli-harness';
 import { cleanupAll, createLoopDevice, mountExt4 } from '../helpers/loop';
 import { isRoot } from '../helpers/root';
@@ -23,14 +23,7 @@ beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'blksnap-hooks-'));
   storage = path.join(tmp, 'storage');
   fs.mkdirSync(storage);
-  env = {
-    ...process.env,
-    BLKSNAP_KERNEL: 'sim',
-    BLKSNAP_SIM_DIR: path.join(tmp, 'sim'),
-    BLKSNAP_RUN_DIR: path.join(tmp, 'run'),
-    BLKSNAP_CONFIG: path.join(tmp, 'no-such.conf'),
-  };
-  delete env.BLKSNAP_SIM_FLAVOUR;
+  env = simCliEnv(tmp);
 });
 
 afterAll(() => {

@@ -50,14 +50,7 @@ export async function simFixture(flavour: FlavourName): Promise<SimFixture> {
       await admin.writeDevice(p, offset, data);
     },
     async readDevice(p, offset, length) {
-      const fd = fs.openSync(p, 'r');
-      try {
-        const b = Buffer.alloc(length);
-        fs.readSync(fd, b, 0, length, offset);
-        return b;
-      } finally {
-        fs.closeSync(fd);
-      }
+      return readBytes(p, offset, length);
     },
     async dirOnDevice(device) {
       const mountpoint = path.join(simDir, `mnt${n++}`);
@@ -117,14 +110,7 @@ export async function realFixture(kernelSelection: 'auto' | 'upstream' | 'standa
       }
     },
     async readDevice(p, offset, length) {
-      const fd = fs.openSync(p, 'r');
-      try {
-        const b = Buffer.alloc(length);
-        fs.readSync(fd, b, 0, length, offset);
-        return b;
-      } finally {
-        fs.closeSync(fd);
-      }
+      return readBytes(p, offset, length);
     },
     async dirOnDevice(device) {
       const loop = byPath.get(device);
@@ -145,4 +131,16 @@ export async function realFixture(kernelSelection: 'auto' | 'upstream' | 'standa
       fs.rmSync(work, { recursive: true, force: true });
     },
   };
+}
+
+/** `length` bytes of a device or file at `offset`. */
+function readBytes(p: string, offset: number, length: number): Buffer {
+  const fd = fs.openSync(p, 'r');
+  try {
+    const b = Buffer.alloc(length);
+    fs.readSync(fd, b, 0, length, offset);
+    return b;
+  } finally {
+    fs.closeSync(fd);
+  }
 }

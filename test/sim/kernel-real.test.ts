@@ -119,12 +119,7 @@ describeAsRoot('real platform: devices', () => {
   });
 
   test('openImage: O_DIRECT reads of any offset and length equal the device bytes', async () => {
-    const content = Buffer.alloc(loop.sizeBytes);
-    for (let i = 0; i < content.length; i += 4096) content.writeUInt32LE(i, i);
-    const fd = fs.openSync(loop.path, 'r+');
-    fs.writeSync(fd, content, 0, content.length, 0);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
+    const content = fillDevice(loop.path, loop.sizeBytes, 4096);
     const reader = await platform.openImage(loop.path, {});
     try {
       expect(reader.direct).toBe(true);
@@ -142,12 +137,7 @@ describeAsRoot('real platform: devices', () => {
   });
 
   test('openImage: concurrent unaligned O_DIRECT reads each get their own bytes', async () => {
-    const content = Buffer.alloc(loop.sizeBytes);
-    for (let i = 0; i < content.length; i += 4) content.writeUInt32LE(i, i);
-    const fd = fs.openSync(loop.path, 'r+');
-    fs.writeSync(fd, content, 0, content.length, 0);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
+    const content = fillDevice(loop.path, loop.sizeBytes, 4);
     const reader = await platform.openImage(loop.path, {});
     try {
       expect(reader.direct).toBe(true);
@@ -310,3 +300,17 @@ describeAsRoot('real kernel without blksnap (this machine)', () => {
     expect(auto.hint).toContain('--kernel sim');
   });
 });
+
+/** Writes each byte offset that is a multiple of `stride` into the device at that offset (u32le); returns the content. */
+function fillDevice(device: string, size: number, stride: number): Buffer {
+  const content = Buffer.alloc(size);
+  for (let i = 0; i < size; i += stride) content.writeUInt32LE(i, i);
+  const fd = fs.openSync(device, 'r+');
+  try {
+    fs.writeSync(fd, content, 0, content.length, 0);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return content;
+}

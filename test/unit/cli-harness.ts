@@ -67,3 +67,20 @@ export function jsonErrorOf(r: CliResult): { code: number; kind: string; errno: 
   const doc = JSON.parse(lines[lines.length - 1]);
   return doc.error;
 }
+
+/**
+ * The environment of a CLI run on a private simulated kernel under `tmp`:
+ * its own sim state, snapshot records and a config path that does not exist
+ * (so /etc/blksnap/blksnap.conf cannot change the run).
+ */
+export function simCliEnv(tmp: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    BLKSNAP_KERNEL: 'sim',
+    BLKSNAP_SIM_DIR: path.join(tmp, 'sim'),
+    BLKSNAP_RUN_DIR: path.join(tmp, 'run'),
+    BLKSNAP_CONFIG: path.join(tmp, 'no-such.conf'),
+  };
+  delete env.BLKSNAP_SIM_FLAVOUR;
+  return env;
+}
