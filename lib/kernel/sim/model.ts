@@ -99,32 +99,26 @@ const HASH_SEGMENT_UNITS = 8192;
 const hashSegment = (d: DeviceRecord, k: number) => `dev-${d.uuid}.hash.${k}`;
 const cowBlob = (s: SnapshotRecord, m: MemberRecord) => `cow-${s.id}-${m.trackerId}`;
 
-export function liveMap(tx: Transaction, t: TrackerRecord): Buffer {
-  let b = tx.blob(liveMapBlob(t));
-  if (!b || b.length !== t.blockCount) {
-    b = Buffer.alloc(t.blockCount);
-    tx.setBlob(liveMapBlob(t), b);
+/** The blob `name`, (re)created zero-filled when missing or not `length` bytes long. */
+function sizedBlob(tx: Transaction, name: string, length: number): Buffer {
+  let b = tx.blob(name);
+  if (!b || b.length !== length) {
+    b = Buffer.alloc(length);
+    tx.setBlob(name, b);
   }
   return b;
+}
+
+export function liveMap(tx: Transaction, t: TrackerRecord): Buffer {
+  return sizedBlob(tx, liveMapBlob(t), t.blockCount);
 }
 
 export function readMap(tx: Transaction, t: TrackerRecord): Buffer {
-  let b = tx.blob(readMapBlob(t));
-  if (!b || b.length !== t.blockCount) {
-    b = Buffer.alloc(t.blockCount);
-    tx.setBlob(readMapBlob(t), b);
-  }
-  return b;
+  return sizedBlob(tx, readMapBlob(t), t.blockCount);
 }
 
 function cowBitmap(tx: Transaction, s: SnapshotRecord, m: MemberRecord): Buffer {
-  let b = tx.blob(cowBlob(s, m));
-  const n = m.image?.chunkCount ?? 0;
-  if (!b || b.length !== n) {
-    b = Buffer.alloc(n);
-    tx.setBlob(cowBlob(s, m), b);
-  }
-  return b;
+  return sizedBlob(tx, cowBlob(s, m), m.image?.chunkCount ?? 0);
 }
 
 /** The COW bitmap of an image as committed (for readers without the lock). */
